@@ -1,0 +1,38 @@
+"""The one config object of `python -m server`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    devices: tuple[str, ...] = ("cpu",)   # "cpu" (one per CPU worker) or "cuda:N"
+    supernet: str = "default"             # zoo name or checkpoint path
+    weights: str | None = None            # foreign weights (e.g. an OFA checkpoint)
+    policy: str = "slackfit"
+    slo_ms: float = 100.0                 # deadline when a request names none
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_queue: int = 4096                 # requests waiting; beyond it: 503 + Retry-After
+    max_batch: int | None = None          # samples per batch; default: the profile's largest
+    bucket_ms: float = 5.0                # SlackFit's latency-bucket width
+    max_body_mb: float = 32.0             # bodies above it: 413
+    threads_per_worker: int = 1           # torch threads of each CPU worker
+    model_name: str = "default"           # the v2 model name clients address
+    warmup_batches: tuple[int, ...] | None = None   # restrict warm-up (tests); None = all
+
+
+def parse_devices(gpus: str | None, cpus: int | None) -> tuple[str, ...]:
+    if gpus is not None:
+        try:
+            ids = [int(g) for g in gpus.split(",") if g.strip() != ""]
+        except ValueError:
+            raise SystemExit(f"--gpus {gpus!r}: expected comma-separated CUDA indices, e.g. 0,1") \
+                from None
+        if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
+            raise SystemExit(f"--gpus {gpus!r}: expected distinct non-negative CUDA indices")
+        return tuple(f"cuda:{i}" for i in ids)
+    n = 1 if cpus is None else cpus
+    if n < 1:
+        raise SystemExit(f"--cpus {n}: need at least one worker")
+    return ("cpu",) * n

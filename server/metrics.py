@@ -1,0 +1,33 @@
+"""Prometheus telemetry, kept apart from decisions: the dispatcher records, nobody reads back."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_MS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("superserve_requests", "Requests answered, by outcome",
+                                ["outcome"], registry=r)
+        self.queue_time = Histogram("superserve_queue_seconds", "Arrival to dispatch",
+                                    buckets=_MS_BUCKETS, registry=r)
+        self.compute_time = Histogram("superserve_compute_seconds", "Worker compute per batch",
+                                      buckets=_MS_BUCKETS, registry=r)
+        self.latency = Histogram("superserve_latency_seconds", "Arrival to answer",
+                                 buckets=_MS_BUCKETS, registry=r)
+        self.batch_size = Histogram("superserve_batch_size", "Samples per dispatched batch",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.subnet_choices = Counter("superserve_subnet_choices", "Batches per subnet",
+                                      ["subnet"], registry=r)
+        self.deadline_misses = Counter("superserve_deadline_misses",
+                                       "Requests answered after their deadline", registry=r)
+        self.drops = Counter("superserve_drops", "Requests dropped before dispatch, by reason",
+                             ["reason"], registry=r)
+        self.queue_depth = Gauge("superserve_queue_depth", "Requests waiting", registry=r)
+        self.worker_restarts = Counter("superserve_worker_restarts", "Workers restarted",
+                                       registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
