@@ -1,0 +1,230 @@
+"""`python -m loadgen` subcommands. Each command is an `add_<name>(subparsers)` that sets
+`func`; a new one (replay, validate) is one more function and one line in COMMANDS."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from loadgen.traces import SAMPLE_MAF, Trace, gamma_trace, maf_trace, ramp_trace, read_trace
+from models.profile_format import Profile
+
+# --- shared arguments --------------------------------------------------------------------
+
+def add_trace_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("trace (a file, or generator flags)")
+    g.add_argument("--trace", type=Path, help="timestamps file or CSV (arrival_s[,deadline_ms])")
+    g.add_argument("--kind", choices=("gamma", "ramp", "maf"), default="gamma")
+    g.add_argument("--rate", type=float, default=200.0,
+                   help="mean q/s (gamma, maf); the starting rate of a ramp")
+    g.add_argument("--cv2", type=float, default=2.0,
+                   help="burstiness: CV² of inter-arrival gaps (1 = Poisson)")
+    g.add_argument("--duration", type=float, default=60.0, help="seconds")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--rate-to", type=float, help="ramp: the final rate")
+    g.add_argument("--tau", type=float, default=100.0, help="ramp: acceleration, q/s²")
+    g.add_argument("--ramp-start", type=float, help="ramp: when it starts (default: centred)")
+    g.add_argument("--maf", type=Path, default=SAMPLE_MAF,
+                   help="an Azure Functions 2019 day file (default: the bundled SYNTHETIC "
+                        "sample)")
+    g.add_argument("--functions", default="all", help="maf: all | top:K | sample:K")
+    g.add_argument("--minutes", default="0:1440", help="maf: minutes FIRST:LAST of the day")
+    g.add_argument("--spread", choices=("poisson", "gamma"), default="poisson",
+                   help="maf: arrivals inside each minute (gamma uses --cv2)")
+
+
+def trace_from_args(a: argparse.Namespace) -> Trace:
+    if a.trace is not None:
+        return read_trace(a.trace)
+    if a.kind == "gamma":
+        return gamma_trace(a.rate, a.cv2, a.duration, a.seed)
+    if a.kind == "ramp":
+        if a.rate_to is None:
+            raise ValueError("--kind ramp needs --rate-to (and --rate as the start)")
+        return ramp_trace(a.rate, a.rate_to, a.tau, a.duration, a.seed, cv2=a.cv2,
+                          start=a.ramp_start)
+    try:
+        first, last = (int(x) for x in a.minutes.split(":"))
+    except ValueError:
+        raise ValueError(f"--minutes {a.minutes!r}: expected FIRST:LAST, e.g. 0:1440") from None
+    return maf_trace(a.maf, a.rate, a.duration, functions=a.functions, minutes=(first, last),
+                     spread=a.spread, cv2=a.cv2, seed=a.seed)
+
+
+def add_sim_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("simulated server")
+    g.add_argument("--profile", default=None,
+                   help="profile JSON (default: the embedded supernet's CPU profile); "
+                        "'synthetic' for an invented GPU-like one (benchmarks only)")
+    g.add_argument("--workers", type=int, default=1)
+    g.add_argument("--slo-ms", type=float, default=100.0,
+                   help="deadline of requests the trace gives none")
+    g.add_argument("--bucket-ms", type=float, default=5.0, help="SlackFit's bucket width")
+    g.add_argument("--max-batch", type=int, default=None)
+    g.add_argument("--max-queue", type=int, default=None, help="beyond it: dropped (503)")
+    g.add_argument("--noise", action="store_true",
+                   help="draw latencies from the profile's p50..percentile spread")
+
+
+def load_profile(spec: str | None) -> Profile:
+    if spec == "synthetic":
+        from loadgen.synthetic import synthetic_profile
+        print("note: using an invented profile (loadgen/synthetic.py): figures are not results",
+              file=sys.stderr)
+        return synthetic_profile()
+    if spec is None:
+        from models import zoo
+        path = zoo.profile_path("default", "cpu")
+        if not path.exists():
+            raise ValueError(f"no default profile at {path}: make one with `python -m models "
+                             f"profile`, or pass --profile PATH")
+        return Profile.load(path)
+    return Profile.load(spec)
+
+
+def policy_params(a: argparse.Namespace) -> dict:
+    return {"bucket_ms": a.bucket_ms, "max_batch": a.max_batch}
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: expected comma-separated numbers") from None
+
+
+# --- commands ----------------------------------------------------------------------------
+
+def add_trace(sub) -> None:
+    p = sub.add_parser("trace", help="generate or read a trace, write it and plot it")
+    add_trace_args(p)
+    p.add_argument("--out", type=Path, help="write the trace here (CSV)")
+    p.add_argument("--plot", type=Path, help="write a PNG of its rate and gaps")
+    p.set_defaults(func=run_trace)
+
+
+def run_trace(a: argparse.Namespace) -> int:
+    t = trace_from_args(a)
+    gaps = np.diff(t.arrivals)
+    cv2 = float(gaps.var() / gaps.mean() ** 2) if len(gaps) > 1 and gaps.mean() > 0 else None
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        t.save(a.out)
+        print(f"wrote {a.out}")
+    if a.plot:
+        from loadgen.plots import plot_trace
+        a.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_trace(t, a.plot)
+        print(f"wrote {a.plot}")
+    print(json.dumps({"source": t.source, "requests": len(t), "duration_s": t.duration,
+                      "mean_rate": t.mean_rate, "gap_cv2": cv2}))
+    return 0
+
+
+def add_simulate(sub) -> None:
+    p = sub.add_parser("simulate", help="run a trace through the policy on a virtual clock")
+    add_trace_args(p)
+    add_sim_args(p)
+    p.add_argument("--policy", default="slackfit",
+                   help="slackfit | fixed:<subnet> | maxacc | maxbatch | infaas")
+    p.add_argument("--out", type=Path, default=Path("results/simulate"),
+                   help="records.csv, summary.json and plots go here")
+    p.add_argument("--no-records", action="store_true", help="skip records.csv (big traces)")
+    p.set_defaults(func=run_simulate)
+
+
+def run_simulate(a: argparse.Namespace) -> int:
+    from loadgen.report import format_summary, write_report
+    from loadgen.simulate import simulate
+    profile = load_profile(a.profile)
+    trace = trace_from_args(a)
+    rec = simulate(trace, profile, a.policy, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise,
+                   seed=a.seed, max_queue=a.max_queue, progress=True, **policy_params(a))
+    title = f"{a.policy} · {a.workers} worker(s) · {trace.source}"
+    s = write_report(rec, a.out, title=title, duration=trace.duration,
+                     records_csv=not a.no_records)
+    print(format_summary(s))
+    print(f"wrote {a.out}/ (summary.json, {'' if a.no_records else 'records.csv, '}"
+          f"rate_accuracy.png, latency_cdf.png)")
+    print(json.dumps({"policy": a.policy, **{k: v for k, v in s.items() if k != "title"}}))
+    return 0
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="every policy on one trace (or a CV² x rate sweep)")
+    add_trace_args(p)
+    add_sim_args(p)
+    p.add_argument("--sim", action="store_true", default=True,
+                   help="run the policies in the simulator (the default)")
+    p.add_argument("--policies", help="comma-separated specs (default: slackfit, every "
+                                      "fixed subnet, maxacc, maxbatch, infaas)")
+    p.add_argument("--sweep", action="store_true",
+                   help="gamma traces over --cv2s x --rates instead of one trace")
+    p.add_argument("--cv2s", type=_floats, default=[1, 2, 4, 8])
+    p.add_argument("--rates", type=_floats,
+                   help="sweep rates, q/s (default: 30/60/90%% of the workers' capacity)")
+    p.add_argument("--out", type=Path, default=Path("results/compare"))
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(a: argparse.Namespace) -> int:
+    from loadgen import compare as C
+    from loadgen.plots import plot_latency_cdf, plot_sweep, plot_tradeoff
+    from server.policies import policy_specs
+    profile = load_profile(a.profile)
+    specs = a.policies.split(",") if a.policies else policy_specs(profile)
+    runner = C.sim_runner(profile, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise,
+                          seed=a.seed, max_queue=a.max_queue, **policy_params(a))
+    a.out.mkdir(parents=True, exist_ok=True)
+    if a.sweep:
+        cap = C.capacity(profile, a.workers)
+        rates = a.rates or [round(cap * f) for f in (0.3, 0.6, 0.9)]
+        rows = C.sweep(specs, runner, cv2s=a.cv2s, rates=rates, duration=a.duration,
+                       seed=a.seed)
+        print(C.format_table(rows, lead=("cv2", "rate")))
+        C.write_rows(rows, a.out / "sweep.csv")
+        plot_sweep(rows, a.out / "sweep.png")
+        print(f"wrote {a.out}/sweep.csv and sweep.png")
+        best = {k: v for k, v in rows[0].items() if not isinstance(v, dict)}
+        print(json.dumps({"sweep_points": len(rows) // len(specs), "policies": len(specs),
+                          "first": best}))
+        return 0
+    trace = trace_from_args(a)
+    rows = C.compare(trace, specs, runner, keep=True)
+    print(f"trace: {trace.source} ({len(trace)} requests); {a.workers} worker(s); "
+          f"SLO {a.slo_ms:g} ms; profile {profile.supernet}/{profile.device}")
+    print(C.format_table(rows))
+    C.write_rows(rows, a.out / "compare.csv")
+    plot_tradeoff(rows, a.out / "tradeoff.png", title=f"{trace.source}, {a.workers} worker(s)")
+    plot_latency_cdf({r["policy"]: r.pop("records") for r in rows}, a.out / "latency_cdf.png")
+    (a.out / "compare.json").write_text(json.dumps(rows, indent=1))
+    print(f"wrote {a.out}/compare.csv, compare.json, tradeoff.png, latency_cdf.png")
+    sf = next((r for r in rows if r["policy"] == "slackfit"), rows[0])
+    print(json.dumps({"policy": sf["policy"], "slo_attainment": sf["slo_attainment"],
+                      "mean_serving_accuracy": sf["mean_serving_accuracy"]}))
+    return 0
+
+
+COMMANDS = [add_trace, add_simulate, add_compare]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m loadgen",
+                                 description="traces, the simulator and policy comparisons")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return a.func(a)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
