@@ -67,6 +67,9 @@ def add_sim_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-queue", type=int, default=None, help="beyond it: dropped (503)")
     g.add_argument("--noise", action="store_true",
                    help="draw latencies from the profile's p50..percentile spread")
+    g.add_argument("--predictions", type=Path,
+                   help="held-out records for cascade policies and measured accuracy "
+                        "(default: beside the profile, X.preds.npz, when there)")
 
 
 def load_profile(spec: str | None) -> Profile:
@@ -83,6 +86,24 @@ def load_profile(spec: str | None) -> Profile:
                              f"profile`, or pass --profile PATH")
         return Profile.load(path)
     return Profile.load(spec)
+
+
+def load_records(a: argparse.Namespace, profile: Profile):
+    """The held-out predictions for --profile, or None where none were recorded."""
+    from models.predictions import Predictions, predictions_path
+    if a.profile == "synthetic":
+        from loadgen.cascades import synthetic_predictions
+        return synthetic_predictions(profile)
+    if a.predictions is not None:
+        path = a.predictions
+    else:
+        from models import zoo
+        path = predictions_path(a.profile or zoo.profile_path("default", "cpu"))
+        if not path.exists():
+            return None
+    preds = Predictions.load(path)
+    preds.check(profile)
+    return preds
 
 
 def policy_params(a: argparse.Namespace) -> dict:
@@ -129,7 +150,8 @@ def add_simulate(sub) -> None:
     add_trace_args(p)
     add_sim_args(p)
     p.add_argument("--policy", default="slackfit",
-                   help="slackfit | fixed:<subnet> | maxacc | maxbatch | infaas")
+                   help="slackfit | fixed:<subnet> | maxacc | maxbatch | infaas | "
+                        "gears:<plan.json> | cascade:<s1>@<t1>,<s2>")
     p.add_argument("--out", type=Path, default=Path("results/simulate"),
                    help="records.csv, summary.json and plots go here")
     p.add_argument("--no-records", action="store_true", help="skip records.csv (big traces)")
@@ -142,7 +164,8 @@ def run_simulate(a: argparse.Namespace) -> int:
     profile = load_profile(a.profile)
     trace = trace_from_args(a)
     rec = simulate(trace, profile, a.policy, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise,
-                   seed=a.seed, max_queue=a.max_queue, progress=True, **policy_params(a))
+                   seed=a.seed, max_queue=a.max_queue, progress=True,
+                   predictions=load_records(a, profile), **policy_params(a))
     title = f"{a.policy} · {a.workers} worker(s) · {trace.source}"
     s = write_report(rec, a.out, title=title, duration=trace.duration,
                      records_csv=not a.no_records)
@@ -157,10 +180,16 @@ def add_compare(sub) -> None:
     p = sub.add_parser("compare", help="every policy on one trace (or a CV² x rate sweep)")
     add_trace_args(p)
     add_sim_args(p)
-    p.add_argument("--sim", action="store_true", default=True,
-                   help="run the policies in the simulator (the default)")
+    p.add_argument("--live", action="store_true",
+                   help="run each policy on a real server (started per policy) with an "
+                        "open-loop replay, instead of the simulator")
     p.add_argument("--policies", help="comma-separated specs (default: slackfit, every "
-                                      "fixed subnet, maxacc, maxbatch, infaas)")
+                                      "fixed subnet, maxacc, maxbatch, infaas); add gears "
+                                      "and static cascades with --plan / --cascade")
+    p.add_argument("--plan", action="append", default=[], metavar="PLAN_JSON",
+                   help="add gears:PLAN_JSON (from `python -m server.gears plan`); repeatable")
+    p.add_argument("--cascade", action="append", default=[], metavar="S1@T1,S2",
+                   help="add the static cascade cascade:S1@T1,S2; repeatable")
     p.add_argument("--sweep", action="store_true",
                    help="gamma traces over --cv2s x --rates instead of one trace")
     p.add_argument("--cv2s", type=_floats, default=[1, 2, 4, 8])
@@ -176,8 +205,14 @@ def run_compare(a: argparse.Namespace) -> int:
     from server.policies import policy_specs
     profile = load_profile(a.profile)
     specs = a.policies.split(",") if a.policies else policy_specs(profile)
-    runner = C.sim_runner(profile, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise,
-                          seed=a.seed, max_queue=a.max_queue, **policy_params(a))
+    specs += [f"gears:{p}" for p in a.plan] + [f"cascade:{c}" for c in a.cascade]
+    if a.live:
+        from loadgen.live import live_runner
+        runner = live_runner(slo_ms=a.slo_ms, server_args=["--cpus", str(a.workers)])
+    else:
+        runner = C.sim_runner(profile, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise,
+                              seed=a.seed, max_queue=a.max_queue,
+                              predictions=load_records(a, profile), **policy_params(a))
     a.out.mkdir(parents=True, exist_ok=True)
     if a.sweep:
         cap = C.capacity(profile, a.workers)
@@ -215,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m loadgen",
                                  description="traces, the simulator and policy comparisons")
     sub = ap.add_subparsers(dest="command", required=True)
-    for add in COMMANDS:
+    from loadgen import live_cli   # the live commands build on this module's shared flags
+    for add in (*COMMANDS, live_cli.add_replay, live_cli.add_validate, live_cli.add_demo):
         add(sub)
     return ap
 

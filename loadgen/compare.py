@@ -15,6 +15,7 @@ from loadgen.records import Records
 from loadgen.report import summarize
 from loadgen.simulate import simulate
 from loadgen.traces import Trace, gamma_trace
+from models.predictions import Predictions
 from models.profile_format import Profile
 
 Runner = Callable[[Trace, str], Records]
@@ -27,10 +28,13 @@ HEADS = {"slo_attainment": "attain", "mean_serving_accuracy": "accuracy",
 
 def sim_runner(profile: Profile, *, workers: int = 1, slo_ms: float = 100.0,
                noise: bool = False, seed: int = 0, max_queue: int | None = None,
-               **policy_params) -> Runner:
+               predictions: Predictions | None = None, **policy_params) -> Runner:
+    """`predictions` (held-out records) let cascade policies (gears, cascade:) run and give
+    every policy a measured accuracy."""
     def run(trace: Trace, spec: str) -> Records:
         return simulate(trace, profile, spec, workers=workers, slo_ms=slo_ms, noise=noise,
-                        seed=seed, max_queue=max_queue, **policy_params)
+                        seed=seed, max_queue=max_queue, predictions=predictions,
+                        **policy_params)
     return run
 
 

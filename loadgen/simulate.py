@@ -11,6 +11,11 @@ request became hopeless (deadline - fastest batch-1 latency, when the live expir
 a request answered exactly at its deadline met it. Without noise a batch takes exactly the
 profile's latency_ms (the percentile the policies plan with); with noise it takes a lognormal
 draw whose median is latency_p50_ms and whose profile percentile is latency_ms.
+
+Cascade decisions (gears, static cascades) need the held-out `predictions`: each request is
+assigned a held-out sample, which fixes the stages it runs and its answer (loadgen/cascades.py).
+With predictions, every served request also gets `correct` (its answering subnet's recorded
+answer for its sample), so measured accuracy is reported for every policy.
 """
 from __future__ import annotations
 
@@ -23,8 +28,10 @@ from statistics import NormalDist
 import numpy as np
 from tqdm import tqdm
 
+from loadgen.cascades import CascadeModel
 from loadgen.records import DROPPED, LATE, OK, Records
 from loadgen.traces import Trace, gamma_trace
+from models.predictions import Predictions
 from models.profile_format import Profile
 from server.edf import EDFQueue
 from server.policies import make_policy
@@ -71,13 +78,14 @@ class LatencyModel:
 def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: int = 1,
              slo_ms: float = 100.0, noise: bool = False, seed: int = 0,
              max_queue: int | None = None, progress: bool = False,
-             **policy_params) -> Records:
+             predictions: Predictions | None = None, **policy_params) -> Records:
     """Run `trace` through `workers` simulated workers under `policy` (an instance, or a spec
-    for make_policy, which then also gets `workers` and `policy_params`)."""
+    for make_policy, which then also gets `workers`, `predictions` and `policy_params`)."""
     if workers < 1:
         raise ValueError(f"workers {workers}: need at least one")
     if isinstance(policy, str):
-        policy = make_policy(policy, profile, workers=workers, **policy_params)
+        policy = make_policy(policy, profile, workers=workers, predictions=predictions,
+                             **policy_params)
     names = [s.name for s in profile.subnets]
     index = {name: i for i, name in enumerate(names)}
     accuracy = np.array([s.accuracy for s in profile.subnets])
@@ -94,12 +102,16 @@ def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: i
     served_by = [-1] * n
     batch_of = [0] * n
     reason = [-1] * n
+    cascades = CascadeModel(profile, predictions, n, seed) if predictions is not None else None
+    served_acc = np.full(n, np.nan)      # per request, where a cascade served it
 
     queue = EDFQueue(max_requests=max_queue)
     meter = RateMeter()
     idle = deque(range(workers))          # the longest-idle worker decides first, as live
     loaded: list[str | None] = [None] * workers
-    held: list[tuple[list[Request], int, int] | None] = [None] * workers
+    # (requests, subnet index, samples, None) or, for a cascade, (requests, answering subnet
+    # index per request, samples, the cascade's accuracy)
+    held: list[tuple | None] = [None] * workers
     done: list[tuple[float, int, int]] = []   # (finish time, seq, worker)
     seq = 0
     inf = math.inf
@@ -133,12 +145,19 @@ def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: i
                     break
         elif done:
             now, _, w = heapq.heappop(done)
-            reqs, sidx, nb = held[w]
+            reqs, sidx, nb, cacc = held[w]
             held[w] = None
-            for r in reqs:
-                finish[r.id] = now
-                served_by[r.id] = sidx
-                batch_of[r.id] = nb
+            if cacc is None:
+                for r in reqs:
+                    finish[r.id] = now
+                    served_by[r.id] = sidx
+                    batch_of[r.id] = nb
+            else:
+                for r, s in zip(reqs, sidx, strict=True):
+                    finish[r.id] = now
+                    served_by[r.id] = s
+                    batch_of[r.id] = nb
+                    served_acc[r.id] = cacc
             idle.append(w)
         else:
             break
@@ -152,19 +171,24 @@ def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: i
                 finish[r.id], reason[r.id] = max(r.arrival, r.deadline - min_latency), 0
             if decision is None or not reqs:
                 break
-            if decision.cascade is not None:
-                raise ValueError(f"policy {policy.name} returned a cascade; the simulator "
-                                 "models single-subnet batches only")
             idle.popleft()
-            sidx = index[decision.subnet]
             nb = sum(r.n for r in reqs)
             if nb > top:
                 raise ValueError(f"a batch of {nb} samples exceeds the profile's {top}")
-            busy = latency(sidx, nb)
+            if decision.cascade is None:
+                sidx = index[decision.subnet]
+                busy = latency(sidx, nb)
+                cacc = None
+            else:
+                if cascades is None:
+                    raise ValueError(f"policy {policy.name} returned a cascade: simulating it "
+                                     "needs the held-out predictions (models/predictions.py), "
+                                     "pass predictions=")
+                busy, sidx, cacc = cascades.run(decision.cascade, reqs, latency)
             if decision.load:
                 busy += load_s
             loaded[w] = decision.subnet
-            held[w] = (reqs, sidx, nb)
+            held[w] = (reqs, sidx, nb, cacc)
             seq += 1
             heapq.heappush(done, (now + busy, seq, w))
     # A policy that waits with nothing left to wake it: the requests expire.
@@ -178,11 +202,14 @@ def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: i
     sub = np.array(served_by, dtype=np.int16)
     why = np.array(reason, dtype=np.int16)
     status = np.where(why >= 0, DROPPED, np.where(fin <= deadlines, OK, LATE)).astype(np.int8)
+    acc = np.where(sub >= 0, accuracy[np.maximum(sub, 0)], np.nan)
+    acc = np.where(np.isnan(served_acc), acc, served_acc)
     return Records(
         arrival=arrivals.copy(), deadline=deadlines, finish=fin, status=status, subnet=sub,
-        accuracy=np.where(sub >= 0, accuracy[np.maximum(sub, 0)], np.nan),
-        batch=np.array(batch_of, dtype=np.int32), reason=why,
-        correct=np.full(n, -1, dtype=np.int8), subnets=tuple(names), reasons=REASONS)
+        accuracy=acc, batch=np.array(batch_of, dtype=np.int32), reason=why,
+        correct=(cascades.correct(sub) if cascades is not None
+                 else np.full(n, -1, dtype=np.int8)),
+        subnets=tuple(names), reasons=REASONS)
 
 
 def speed_benchmark(profile: Profile, *, rate: float = 30_000, duration: float = 120.0,

@@ -11,6 +11,7 @@ import inspect
 from models.profile_format import Profile
 from server.policies.base import Policy
 from server.policies.baselines import Fixed, MaxAcc, MaxBatch
+from server.policies.gears import Gears, StaticCascade
 from server.policies.infaas import InFaaS
 from server.policies.slackfit import SlackFit
 
@@ -22,6 +23,8 @@ POLICIES: dict[str, tuple[type, bool]] = {
     "maxacc": (MaxAcc, False),
     "maxbatch": (MaxBatch, False),
     "infaas": (InFaaS, False),
+    "gears": (Gears, True),              # gears:<plan.json>, from `python -m server.gears plan`
+    "cascade": (StaticCascade, True),    # cascade:<s1>@<t1>,<s2>: one static cascade
 }
 
 
@@ -31,7 +34,8 @@ def _keywords(cls: type) -> set[str]:
 
 
 def make_policy(spec: str, profile: Profile, **params) -> Policy:
-    """Build a policy from "slackfit", "fixed:<subnet>", "maxacc", "maxbatch" or "infaas".
+    """Build a policy from "slackfit", "fixed:<subnet>", "maxacc", "maxbatch", "infaas",
+    "gears:<plan.json>" or "cascade:<s1>@<t1>,<s2>".
     Parameters set to None are left at the policy's default."""
     name, sep, arg = spec.strip().partition(":")
     name = name.lower()

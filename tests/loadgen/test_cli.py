@@ -51,7 +51,7 @@ def test_simulate_writes_the_report(tmp_path, capsys, profile_json):
 
 def test_compare_and_sweep(tmp_path, capsys, profile_json):
     out = tmp_path / "cmp"
-    assert main(["compare", "--sim", "--profile", profile_json, "--rate", "1000", "--duration",
+    assert main(["compare", "--profile", profile_json, "--rate", "1000", "--duration",
                  "1", "--slo-ms", "30", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     for spec in ("slackfit", "fixed:syn0", "fixed:syn2", "maxacc", "maxbatch", "infaas"):

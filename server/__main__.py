@@ -1,0 +1,75 @@
+"""`python -m server`: serve a supernet; `python -m server bench`: measure the server's overhead."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from server.config import ServerConfig, parse_devices
+
+EXAMPLES = """examples:
+  python -m server                              # 1 CPU worker, embedded default, SlackFit
+  python -m server --cpus 2 --slo-ms 50 --port 8000
+  python -m server --gpus 0,1,2,3               # one worker per CUDA device
+  python -m server --policy fixed:<subnet>      # Clipper+-style static subnet (names: GET /v2/models/default)
+  python -m server --policy gears:results/plan.json
+  python -m server bench                        # overhead p50/p99 and max request rate
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m server", epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="SuperServe: KServe v2 inference with deadlines.")
+    dev = p.add_mutually_exclusive_group()
+    dev.add_argument("--gpus", help="comma-separated CUDA device indices, one worker each")
+    dev.add_argument("--cpus", type=int, help="number of CPU workers (default 1)")
+    p.add_argument("--supernet", default="default", help="zoo name or checkpoint path")
+    p.add_argument("--weights", help="foreign weights for the supernet (e.g. an OFA checkpoint)")
+    p.add_argument("--policy", default="slackfit",
+                   help="slackfit | fixed:<subnet> | maxacc | maxbatch | infaas | gears:<plan>")
+    p.add_argument("--slo-ms", type=float, default=100.0, help="deadline when a request has none")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--max-queue", type=int, default=4096, help="requests waiting before 503")
+    p.add_argument("--max-batch", type=int, help="samples per batch (default: profile's largest)")
+    p.add_argument("--bucket-ms", type=float, default=5.0, help="SlackFit latency-bucket width")
+    p.add_argument("--max-body-mb", type=float, default=32.0, help="larger bodies get 413")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per CPU worker")
+    p.add_argument("--warmup-batches", help="comma-separated batch sizes to warm (default all)")
+    return p
+
+
+def config_from_args(a: argparse.Namespace) -> ServerConfig:
+    if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1:
+        raise SystemExit("--slo-ms, --max-queue, --bucket-ms and --threads must be positive")
+    if a.gpus is not None:
+        import torch   # only here: the CPU path never pays for a CUDA probe
+        if not torch.cuda.is_available():
+            raise SystemExit("--gpus given but torch sees no CUDA device; use --cpus N")
+        ids = [int(d.split(":")[1]) for d in parse_devices(a.gpus, None)]
+        if max(ids) >= torch.cuda.device_count():
+            raise SystemExit(f"--gpus {a.gpus}: only {torch.cuda.device_count()} CUDA devices")
+    warm = tuple(int(b) for b in a.warmup_batches.split(",")) if a.warmup_batches else None
+    return ServerConfig(
+        devices=parse_devices(a.gpus, a.cpus), supernet=a.supernet, weights=a.weights,
+        policy=a.policy, slo_ms=a.slo_ms, host=a.host, port=a.port, max_queue=a.max_queue,
+        max_batch=a.max_batch, bucket_ms=a.bucket_ms, max_body_mb=a.max_body_mb,
+        threads_per_worker=a.threads, warmup_batches=warm)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from server.bench import main as bench_main
+        return bench_main(argv[1:])
+    cfg = config_from_args(build_parser().parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import uvloop
+    from server.runner import serve
+    uvloop.run(serve(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The aiohttp front end: KServe v2 routes, validation errors as JSON, deadlines."""
+from __future__ import annotations
+
+import itertools
+import time
+
+from aiohttp import web
+
+from models.profile_format import Profile
+from server.config import ServerConfig
+from server.dispatcher import Dispatcher, Pending
+from server.protocol import (NUMPY_TO_V2, ProtocolError, encode_infer, parse_deadline_header,
+                             parse_infer)
+from server.request import Request
+
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+STATE = web.AppKey("state", dict)
+
+
+def error(status: int, reason: str, headers: dict | None = None, **extra) -> web.Response:
+    return web.json_response({"error": reason, **extra}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    """Every error a client can cause comes back as JSON with a specific reason."""
+    try:
+        return await handler(request)
+    except ProtocolError as e:
+        return error(e.status, e.reason, **e.extra)
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, f"request body exceeds the server's limit of "
+                          f"{request.app._client_max_size} bytes (--max-body-mb)")
+    except web.HTTPNotFound:
+        return error(404, f"no route {request.method} {request.path}")
+    except web.HTTPMethodNotAllowed as e:
+        return error(405, f"{request.method} not allowed on {request.path}; "
+                     f"use {sorted(e.allowed_methods)}")
+
+
+def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
+             state: dict) -> web.Application:
+    """`state` is shared with the runner: {"ready": bool, "draining": bool}."""
+    app = web.Application(middlewares=[json_errors],
+                          client_max_size=int(cfg.max_body_mb * 2**20))
+    app[DISPATCHER] = dispatcher
+    app[STATE] = state
+    ids = itertools.count(1)
+    sample_shape = tuple(profile.input_shape)
+    dtype = profile.input_dtype
+    max_samples = dispatcher.max_batch
+    metadata = _metadata(cfg, profile, max_samples)
+
+    def model_or_404(request: web.Request) -> None:
+        name = request.match_info["name"]
+        if name != cfg.model_name:
+            raise ProtocolError(404, f"unknown model {name!r}; this server serves "
+                                     f"{cfg.model_name!r}")
+
+    async def live(_: web.Request) -> web.Response:
+        return web.json_response({"live": True})
+
+    async def ready(_: web.Request) -> web.Response:
+        ok = state["ready"] and not state["draining"]
+        return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+    async def server_meta(_: web.Request) -> web.Response:
+        return web.json_response({"name": "superserve", "version": "0.1.0",
+                                  "extensions": ["binary_tensor_data", "deadlines"]})
+
+    async def model_meta(request: web.Request) -> web.Response:
+        model_or_404(request)
+        return web.json_response(metadata)
+
+    async def model_ready(request: web.Request) -> web.Response:
+        model_or_404(request)
+        return await ready(request)
+
+    async def infer(request: web.Request) -> web.Response:
+        arrival = time.monotonic()
+        model_or_404(request)
+        if state["draining"]:
+            return error(503, "server is shutting down", headers={"Retry-After": "1"})
+        if not state["ready"]:
+            return error(503, "workers are still warming up", headers={"Retry-After": "1"})
+        deadline_hdr = request.headers.get("X-Deadline-Ms")
+        budget_ms = parse_deadline_header(deadline_hdr) if deadline_hdr is not None else None
+        body = await request.read()
+        inp = parse_infer(body, request.headers.get("Inference-Header-Content-Length"),
+                          input_name="input", sample_shape=sample_shape, dtype=dtype,
+                          max_samples=max_samples)
+        if budget_ms is None:
+            budget_ms = inp.timeout_us / 1e3 if inp.timeout_us is not None else cfg.slo_ms
+        if dispatcher.queue.full():
+            dispatcher.metrics.requests.labels("queue_full").inc()
+            dispatcher.metrics.drops.labels("queue_full").inc()
+            return error(503, f"queue full ({dispatcher.queue.max_requests} requests waiting)",
+                         headers={"Retry-After": "1"})
+        fut = request.loop.create_future()
+        req = Request(id=next(ids), n=inp.n, arrival=arrival,
+                      deadline=arrival + budget_ms / 1e3, payload=Pending(inp.data, fut))
+        dispatcher.admit(req)
+        ans = await fut
+        if ans.status != 200:
+            headers = {"Retry-After": "1"} if ans.status == 503 else None
+            return error(ans.status, ans.reason, headers=headers)
+        params = {"subnet": ans.subnet, "accuracy": ans.accuracy,
+                  "queue_ms": round(ans.queue_ms, 3), "compute_ms": round(ans.compute_ms, 3),
+                  "latency_ms": round((time.monotonic() - arrival) * 1e3, 3),
+                  "batch_size": ans.batch, "deadline_met": ans.deadline_met,
+                  "deadline_ms": budget_ms}
+        out, headers = encode_infer(cfg.model_name, inp, ans.logits, params)
+        return web.Response(body=out, headers=headers)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=dispatcher.metrics.render(),
+                            headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    app.router.add_get("/v2/health/live", live)
+    app.router.add_get("/v2/health/ready", ready)
+    app.router.add_get("/v2", server_meta)
+    app.router.add_get("/v2/models/{name}", model_meta)
+    app.router.add_get("/v2/models/{name}/ready", model_ready)
+    app.router.add_post("/v2/models/{name}/infer", infer)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _metadata(cfg: ServerConfig, profile: Profile, max_samples: int) -> dict:
+    return {
+        "name": cfg.model_name, "versions": ["1"], "platform": "pytorch_supernet",
+        "inputs": [{"name": "input", "datatype": NUMPY_TO_V2[profile.input_dtype],
+                    "shape": [-1, *profile.input_shape]}],
+        "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, profile.num_classes]},
+                    {"name": "label", "datatype": "INT64", "shape": [-1]}],
+        "parameters": {
+            "supernet": profile.supernet, "device": profile.device, "policy": cfg.policy,
+            "slo_ms": cfg.slo_ms, "max_batch": max_samples,
+            "latency_percentile": profile.percentile, "accuracy_source": profile.accuracy_source,
+            "subnets": [{"name": s.name, "accuracy": s.accuracy, "params": s.params,
+                         "latency_ms": {str(b): v for b, v in s.latency_ms.items()}}
+                        for s in profile.subnets],
+        },
+    }

@@ -1,0 +1,125 @@
+"""Life of a server: load the profile, start workers and HTTP, serve, drain on a signal."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+
+from aiohttp import web
+
+from models.profile_format import Profile
+from server.app import make_app
+from server.config import ServerConfig
+from server.dispatcher import Dispatcher
+from server.metrics import Metrics
+from server.policies import make_policy
+
+log = logging.getLogger("superserve")
+
+
+def load_profile(cfg: ServerConfig) -> Profile:
+    """The cached profile for this supernet on this kind of device, or profile it now."""
+    from models import zoo   # torch-free lookup of the cached file
+    device = "cpu" if cfg.devices[0] == "cpu" else cfg.devices[0]
+    path = zoo.profile_path(cfg.supernet, device)
+    if path.exists():
+        return Profile.load(path)
+    print(f"no cached profile at {path}: profiling {cfg.supernet} on {device} now",
+          file=sys.stderr, flush=True)
+    return zoo.load_profile(cfg.supernet, device)
+
+
+class Server:
+    """One running instance; `await start()`, then `await stop()` (also on SIGINT/SIGTERM)."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.profile = load_profile(cfg)
+        self.max_batch = min(cfg.max_batch or self.profile.max_batch, self.profile.max_batch)
+        self.policy = make_policy(cfg.policy, self.profile, bucket_ms=cfg.bucket_ms,
+                                  max_batch=self.max_batch, workers=len(cfg.devices))
+        self.metrics = Metrics()
+        self.state = {"ready": False, "draining": False}
+        from workers.pool import WorkerPool
+        self.pool = WorkerPool(
+            list(cfg.devices), cfg.supernet, profile=self.profile, weights=cfg.weights,
+            threads_per_worker=cfg.threads_per_worker, max_batch=self.max_batch,
+            warmup_batches=cfg.warmup_batches, separate_models=cfg.policy == "infaas",
+            on_result=self._on_result, on_failure=self._on_failure, on_ready=self._on_ready)
+        self.dispatcher = Dispatcher(policy=self.policy, profile=self.profile, pool=self.pool,
+                                     metrics=self.metrics, max_queue=cfg.max_queue,
+                                     max_batch=self.max_batch)
+        self.app = make_app(cfg, self.profile, self.dispatcher, self.state)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.stopped = asyncio.Event()
+
+    # The pool calls these on the event loop thread.
+    def _on_result(self, res) -> None:
+        self.dispatcher.on_result(res)
+
+    def _on_failure(self, wid: int, *_) -> None:
+        log.warning("worker %d died; re-queueing its batch and restarting it", wid)
+        self.dispatcher.on_failure(wid)
+
+    def _on_ready(self, wid: int) -> None:
+        if self.state["ready"]:          # a restarted worker rejoins
+            self.dispatcher.worker_ready(wid)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        print(f"superserve listening on http://{self.cfg.host}:{self.port} "
+              f"(model {self.cfg.model_name!r}, {len(self.cfg.devices)} worker(s) on "
+              f"{','.join(sorted(set(self.cfg.devices)))}, policy {self.cfg.policy})", flush=True)
+        t0 = time.monotonic()
+        await self.pool.start()
+        self.state["ready"] = True
+        for wid in range(len(self.cfg.devices)):
+            self.dispatcher.worker_ready(wid)
+        print(f"superserve ready after {time.monotonic() - t0:.1f}s of warm-up: "
+              f"{len(self.profile.subnets)} subnets, batches up to {self.max_batch}", flush=True)
+
+    async def stop(self, drain_s: float = 30.0) -> None:
+        """Drain: refuse new work, answer everything queued, then release workers and shm."""
+        if self.state["draining"]:
+            return
+        self.state["draining"] = True
+        deadline = time.monotonic() + drain_s
+        while self.dispatcher.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        self.dispatcher.fail_all("server shut down before this request could run")
+        await asyncio.sleep(0)          # let handlers write their answers
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.pool.close()
+        self.stopped.set()
+
+
+async def serve(cfg: ServerConfig) -> None:
+    server = Server(cfg)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        start = asyncio.ensure_future(server.start())
+        waiter = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({start, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if start.done():
+            start.result()
+            await waiter
+        else:
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await start
+        print("superserve: draining and shutting down", flush=True)
+    finally:
+        await server.stop()
+        print("superserve: stopped; shared memory released", flush=True)

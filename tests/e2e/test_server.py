@@ -1,0 +1,198 @@
+"""The real server, a real CPU worker and real shared memory, over real HTTP."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+
+import aiohttp
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadgen.client import encode, infer
+from models.data import heldout
+from server.launch import ServerProcess, wait_until
+from shm.names import PREFIX
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def shm_entries(pid: int) -> list[str]:
+    return [f for f in os.listdir("/dev/shm") if f.startswith(PREFIX.lstrip("/")) and
+            f"-{pid}-" in f]
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == server_pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerProcess(["--cpus", "1", "--slo-ms", "1000", "--max-queue", "256",
+                        "--max-body-mb", "1"]) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = heldout()
+    return x[:256], y[:256]
+
+
+async def post_json(url: str, payload, headers=None, model="default"):
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/v2/models/{model}/infer", data=payload,
+                          headers=headers or {}) as r:
+            return r.status, await r.json(), r.headers
+
+
+def v2_json(x: np.ndarray, **extra) -> bytes:
+    return json.dumps({"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                                   "data": x.ravel().tolist()}], **extra}).encode()
+
+
+async def test_served_with_subnet_and_accuracy(server, data):
+    x, y = data
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{server.url}/v2/models/default") as r:
+            meta = await r.json()
+        async with s.get(f"{server.url}/v2/health/ready") as r:
+            assert r.status == 200
+    subnets = {d["name"]: d["accuracy"] for d in meta["parameters"]["subnets"]}
+    status, body, _ = await post_json(server.url, v2_json(x[:4], id="r1"),
+                                      {"X-Deadline-Ms": "2000"})
+    assert status == 200, body
+    p = body["parameters"]
+    assert p["subnet"] in subnets and p["accuracy"] == subnets[p["subnet"]]
+    assert p["deadline_met"] is True and p["compute_ms"] > 0 and body["id"] == "r1"
+    logits = np.array(body["outputs"][0]["data"]).reshape(4, -1)
+    assert body["outputs"][0]["shape"] == [4, meta["outputs"][0]["shape"][1]]
+    assert (logits.argmax(1) == np.array(body["outputs"][1]["data"])).all()
+    # The binary-tensor extension answers the same labels.
+    raw, hdr = encode(x[:4])
+    async with aiohttp.ClientSession() as s:
+        rep = await infer(s, server.url, raw, hdr, deadline_ms=2000)
+    assert rep.status == 200 and rep.labels.shape == (4,)
+
+
+async def test_burst_picks_smaller_subnets_and_bigger_batches(server, data):
+    x, _ = data
+    async with aiohttp.ClientSession() as s:
+        idle = []
+        for i in range(8):   # one at a time: all the slack in the world
+            raw, hdr = encode(x[i:i + 1])
+            idle.append(await infer(s, server.url, raw, hdr, deadline_ms=500))
+        bodies = [encode(x[i % len(x):i % len(x) + 1]) for i in range(200)]
+        burst = await asyncio.gather(*(infer(s, server.url, b, h, deadline_ms=60)
+                                       for b, h in bodies))
+    assert all(r.status == 200 for r in idle)
+    served = [r for r in burst if r.status == 200]
+    assert len(served) >= 50, [r.reason for r in burst[:5]]
+    acc_idle = np.mean([r.params["accuracy"] for r in idle])
+    acc_burst = np.mean([r.params["accuracy"] for r in served])
+    assert acc_burst < acc_idle
+    assert np.mean([r.params["batch_size"] for r in served]) > \
+        np.mean([r.params["batch_size"] for r in idle])
+
+
+async def test_impossible_deadline_is_504_at_once(server, data):
+    t0 = time.monotonic()
+    status, body, _ = await post_json(server.url, v2_json(data[0][:1]),
+                                      {"X-Deadline-Ms": "0.01"})
+    assert status == 504 and "deadline unmeetable" in body["error"]
+    assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.parametrize("payload,headers,model,status,needle", [
+    (b"{oops", {}, "default", 400, "malformed JSON"),
+    ("wrong_shape", {}, "default", 400, "does not match"),
+    ("wrong_dtype", {}, "default", 400, "datatype"),
+    ("ok", {"X-Deadline-Ms": "soon"}, "default", 400, "X-Deadline-Ms"),
+    ("ok", {"X-Deadline-Ms": "-5"}, "default", 400, "positive"),
+    ("ok", {}, "nope", 404, "unknown model"),
+    (b"x" * (2 << 20), {}, "default", 413, "exceeds"),
+])
+async def test_bad_requests_get_status_and_reason(server, data, payload, headers, model,
+                                                  status, needle):
+    x = data[0][:1]
+    if payload == "ok":
+        payload = v2_json(x)
+    elif payload == "wrong_shape":
+        payload = v2_json(x[:, :, :4])
+    elif payload == "wrong_dtype":
+        payload = json.loads(v2_json(x))
+        payload["inputs"][0]["datatype"] = "INT64"
+        payload = json.dumps(payload).encode()
+    got, body, _ = await post_json(server.url, payload, headers, model=model)
+    assert got == status and needle in body["error"], body
+    ok, body, _ = await post_json(server.url, v2_json(x))   # and it keeps serving
+    assert ok == 200
+
+
+async def test_metrics_parse_as_prometheus(server, data):
+    await post_json(server.url, v2_json(data[0][:1]))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{server.url}/metrics") as r:
+            text = await r.text()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("superserve_requests", "superserve_queue_seconds", "superserve_compute_seconds",
+                 "superserve_batch_size", "superserve_subnet_choices",
+                 "superserve_deadline_misses", "superserve_drops"):
+        assert name in fams, sorted(fams)
+    ok = [s for s in fams["superserve_requests"].samples
+          if s.labels.get("outcome") == "ok" and s.name.endswith("_total")]
+    assert ok and ok[0].value >= 1
+
+
+async def test_queue_full_is_503_with_retry_after(data):
+    x = data[0]
+    with ServerProcess(["--max-queue", "2", "--slo-ms", "5000",
+                        "--warmup-batches", "1"]) as srv:
+        async with aiohttp.ClientSession() as s:
+            bodies = [encode(x[i:i + 1]) for i in range(60)]
+            replies = await asyncio.gather(*(infer(s, srv.url, b, h, deadline_ms=5000)
+                                             for b, h in bodies))
+        full = [r for r in replies if r.status == 503]
+        assert full and all("queue full" in r.reason for r in full)
+        assert all(r.status in (200, 503) for r in replies)
+        assert sum(r.status == 200 for r in replies) >= 2
+
+
+async def test_killed_worker_loses_no_request_and_sigterm_leaves_no_shm(data):
+    x = data[0]
+    with ServerProcess(["--slo-ms", "20000", "--warmup-batches", "1,2,4,8"]) as srv:
+        assert shm_entries(srv.pid), "the server should hold shared memory while it runs"
+        [wpid] = worker_pids(srv.pid)
+        async with aiohttp.ClientSession() as s:
+            bodies = [encode(x[i:i + 1]) for i in range(120)]
+
+            async def kill_soon():
+                await asyncio.sleep(0.3)
+                os.kill(wpid, signal.SIGKILL)
+
+            replies, _ = await asyncio.gather(
+                asyncio.gather(*(infer(s, srv.url, b, h, deadline_ms=20000)
+                                 for b, h in bodies)), kill_soon())
+            # Every request got an answer; with this much slack, re-queued ones succeed.
+            assert len(replies) == 120 and all(r.status == 200 for r in replies), \
+                {r.status: r.reason for r in replies}
+            assert wait_until(lambda: len(worker_pids(srv.pid)) == 1, 120)
+            assert worker_pids(srv.pid) != [wpid]
+            after = await infer(s, srv.url, *encode(x[:1]), deadline_ms=20000)
+            assert after.status == 200
+        pid = srv.pid
+        assert srv.stop(signal.SIGTERM) == 0
+        assert "shared memory released" in srv.output()
+    assert shm_entries(pid) == []

@@ -1,0 +1,82 @@
+"""The profiler on the committed default (a few candidates), the bench figures, the CLI."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from models import bench, zoo
+from models.profile_format import pareto_front
+from models.profiling import candidate_configs, format_table, profile_supernet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_candidates_start_with_the_extremes_and_are_distinct():
+    space = zoo.load_supernet("default").space
+    cands = candidate_configs(space, 40, seed=0)
+    names = [space.name(c) for c in cands]
+    assert len(set(names)) == 40
+    assert names[0] == space.name(space.largest()) and names[1] == space.name(space.smallest())
+
+
+def test_profile_supernet_measures_and_keeps_the_pareto_set():
+    net = zoo.load_supernet("default")
+    prof, cands = profile_supernet(net, "cpu", candidates=4, batch_sizes=(1, 2), budget_s=0.01,
+                                   calib_samples=500, keep_logits=True)
+    assert len(cands) == 4 and 1 <= len(prof.subnets) <= 4
+    assert prof.batch_sizes == (1, 2) and prof.percentile == 99.0 and prof.load_ms > 0
+    assert prof.meta["threads"] == 1
+    for c in cands:
+        assert 0.0 <= c.accuracy <= 1.0 and c.logits.shape == (3000, 10)
+    pts = [(c.cost, c.accuracy) for c in cands]
+    assert sorted(cands[i].name for i in pareto_front(pts)) == sorted(s.name for s in prof.subnets)
+    assert net.calibrated == [s.name for s in prof.subnets]      # only the pareto set is kept
+    for s in prof.subnets:
+        net.actuate(s.config)
+        c = next(c for c in cands if c.name == s.name)
+        assert math.isclose(c.cost, math.exp(sum(math.log(v) for v in s.latency_p50_ms.values()) / 2))
+    assert prof.subnets[0].name in format_table(prof)
+
+
+def test_bench_reports_the_figures():
+    r = bench.run(actuations=500, load_repeats=1, ablation=False)
+    for key in ("actuation_us_p50", "actuation_us_p99", "load_ms_p50", "actuation_speedup",
+                "memory_ratio", "pareto_accuracy_spread_pts", "pareto_latency_spread_x",
+                "supernet_params"):
+        assert key in r
+    assert r["actuated_vs_extracted_max_abs_err"] < 1e-4
+    assert r["memory_ratio"] > 1.0
+    assert r["actuation_us_p50"] < r["load_ms_p50"] * 1e3
+    json.dumps(r)
+
+
+def test_cli_help_lists_the_subcommands():
+    out = subprocess.run([sys.executable, "-m", "models", "--help"], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    for cmd in ("train", "profile", "bench", "examples"):
+        assert cmd in out
+
+
+def test_cli_rejects_foreign_supernet_without_accuracy_table():
+    r = subprocess.run([sys.executable, "-m", "models", "profile", "--supernet", "ofa_resnet50"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode != 0 and "--accuracy-table" in r.stderr
+
+
+def test_profile_with_an_accuracy_table_and_shared_stats(tiny):
+    # The path for foreign weights (OFA): accuracy from the source's table, no recalibration.
+    space = tiny.space
+    table = {space.name(space.smallest()): 0.70, space.name(space.largest()): 0.80,
+             space.name(space.uniform(1, 0, 1)): 0.60}
+    prof, cands = profile_supernet(tiny, "cpu", batch_sizes=(1, 2), budget_s=0.005,
+                                   accuracy_table=table, shared_stats=True)
+    assert prof.accuracy_source.startswith("table") and prof.meta["norm_stats"].startswith("shared")
+    assert {c.name: c.accuracy for c in cands} == table
+    kept = {s.name for s in prof.subnets}
+    assert space.name(space.largest()) in kept and kept <= set(table)
+    assert tiny.calibrated == [s.name for s in prof.subnets]
+    norm = tiny.blocks[0].conv1.bn
+    assert torch.equal(norm.slot_mean[0], norm.bn.running_mean)     # the shared statistics
