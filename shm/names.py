@@ -126,8 +126,8 @@ def install_signal_cleanup(signals: tuple[int, ...] = (signal.SIGTERM, signal.SI
         return
     for sig in signals:
         prev = signal.getsignal(sig)
-        if getattr(prev, "_ssv_cleanup", False):
-            continue                               # ours already
+        if getattr(prev, "_ssv_cleanup", False) or prev == signal.SIG_IGN:
+            continue            # ours already, or ignored on purpose (nohup, a background job)
 
         def handler(signum, frame, prev=prev):
             unlink_all()

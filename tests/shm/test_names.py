@@ -17,7 +17,10 @@ from shm.ring import Ring
 REPO = Path(__file__).resolve().parents[2]
 
 OWNER = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # A runner that started us in the background may have left SIGINT ignored (shells do):
+    # act like an interactive owner, whose Ctrl-C raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from shm import names
     from shm.ring import Ring
     names.install_signal_cleanup()
