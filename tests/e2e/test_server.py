@@ -196,3 +196,16 @@ async def test_killed_worker_loses_no_request_and_sigterm_leaves_no_shm(data):
         assert srv.stop(signal.SIGTERM) == 0
         assert "shared memory released" in srv.output()
     assert shm_entries(pid) == []
+
+
+async def test_infaas_loads_separate_subnets_from_disk(data):
+    """The baseline without weight sharing: the worker loads each switched-to subnet."""
+    x = data[0]
+    with ServerProcess(["--policy", "infaas", "--slo-ms", "5000",
+                        "--warmup-batches", "1"]) as srv:
+        async with aiohttp.ClientSession() as s:
+            replies = [await infer(s, srv.url, *encode(x[i:i + 1]), deadline_ms=5000)
+                       for i in range(5)]
+    assert all(r.status == 200 for r in replies), [r.reason for r in replies]
+    assert replies[0].params["compute_ms"] > 10.0     # the first batch paid a ~40 ms load from disk
+    assert srv.stop() == 0
