@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=4096, help="requests waiting before 503")
     p.add_argument("--max-batch", type=int, help="samples per batch (default: profile's largest)")
     p.add_argument("--bucket-ms", type=float, default=5.0, help="SlackFit latency-bucket width")
+    p.add_argument("--margin-ms", type=float, default=3.0,
+                   help="time the policy reserves for dispatch and the answer's way back "
+                        "(the profile times the model alone)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="larger bodies get 413")
     p.add_argument("--threads", type=int, default=1, help="torch threads per CPU worker")
     p.add_argument("--warmup-batches", help="comma-separated batch sizes to warm (default all)")
@@ -42,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
-    if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1:
-        raise SystemExit("--slo-ms, --max-queue, --bucket-ms and --threads must be positive")
+    if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1 or a.margin_ms < 0:
+        raise SystemExit("--slo-ms, --max-queue, --bucket-ms and --threads must be positive, "
+                         "--margin-ms not negative")
     if a.gpus is not None:
         import torch   # only here: the CPU path never pays for a CUDA probe
         if not torch.cuda.is_available():
@@ -56,6 +60,7 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         devices=parse_devices(a.gpus, a.cpus), supernet=a.supernet, weights=a.weights,
         policy=a.policy, slo_ms=a.slo_ms, host=a.host, port=a.port, max_queue=a.max_queue,
         max_batch=a.max_batch, bucket_ms=a.bucket_ms, max_body_mb=a.max_body_mb,
+        margin_ms=a.margin_ms,
         threads_per_worker=a.threads, warmup_batches=warm)
 
 

@@ -16,6 +16,7 @@ class ServerConfig:
     max_queue: int = 4096                 # requests waiting; beyond it: 503 + Retry-After
     max_batch: int | None = None          # samples per batch; default: the profile's largest
     bucket_ms: float = 5.0                # SlackFit's latency-bucket width
+    margin_ms: float = 3.0                # fixed cost of the live path the profile omits
     max_body_mb: float = 32.0             # bodies above it: 413
     threads_per_worker: int = 1           # torch threads of each CPU worker
     model_name: str = "default"           # the v2 model name clients address

@@ -55,7 +55,8 @@ class InFlight:
 
 class Dispatcher:
     def __init__(self, *, policy: Policy, profile: Profile, pool, metrics: Metrics,
-                 max_queue: int, max_batch: int, clock=time.monotonic) -> None:
+                 max_queue: int, max_batch: int, margin_s: float = 0.0,
+                 clock=time.monotonic) -> None:
         self.policy = policy
         self.profile = profile
         self.pool = pool
@@ -65,6 +66,10 @@ class Dispatcher:
         self.clock = clock
         self.rate = RateMeter()
         self.min_latency = profile.min_latency()
+        # The profile times the model alone; the live path adds dispatch, rings, wake-ups and
+        # the answer's way back. Policies plan as if it were `margin_s` later, so a pair that
+        # fills the slack exactly is not answered late by that fixed cost.
+        self.margin = margin_s
         self.idle: dict[int, str | None] = {}      # ready, free worker -> subnet it last ran
         self.loaded: dict[int, str | None] = {}
         self.inflight: dict[int, InFlight] = {}
@@ -145,8 +150,8 @@ class Dispatcher:
             wid, loaded = next(iter(self.idle.items()))
             view = WorkerView(id=wid, loaded=loaded, arrival_rate=self.rate.rate(now),
                               window_arrivals=self.rate.window_count(now))
-            dropped, decision, batch = next_batch(now, self.queue, view, self.policy,
-                                                  self.min_latency)
+            dropped, decision, batch = next_batch(now + self.margin, self.queue, view,
+                                                  self.policy, self.min_latency)
             for req in dropped:
                 self._drop(req, now)
             if decision is None or not batch:
@@ -183,7 +188,7 @@ class Dispatcher:
         even when no worker frees up."""
         if not len(self.queue):
             return
-        when = self.queue.head_deadline - self.min_latency
+        when = self.queue.head_deadline - self.min_latency - self.margin
         loop = asyncio.get_running_loop()
         # loop.time() and time.monotonic() share a clock on Linux (both CLOCK_MONOTONIC).
         if self._expiry is not None:
@@ -196,7 +201,7 @@ class Dispatcher:
     def _expire(self) -> None:
         self._expiry = None
         now = self.clock()
-        for req in self.queue.expire(now, self.min_latency):
+        for req in self.queue.expire(now + self.margin, self.min_latency):
             self._drop(req, now)
         self.metrics.queue_depth.set(len(self.queue))
         self._arm_expiry()

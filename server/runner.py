@@ -51,7 +51,8 @@ class Server:
             on_result=self._on_result, on_failure=self._on_failure, on_ready=self._on_ready)
         self.dispatcher = Dispatcher(policy=self.policy, profile=self.profile, pool=self.pool,
                                      metrics=self.metrics, max_queue=cfg.max_queue,
-                                     max_batch=self.max_batch)
+                                     max_batch=self.max_batch,
+                                     margin_s=cfg.margin_ms / 1e3)
         self.app = make_app(cfg, self.profile, self.dispatcher, self.state)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None

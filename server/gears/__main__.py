@@ -21,7 +21,7 @@ examples:
   python -m server.gears estimate --cascade SUBNET_A@0.8,SUBNET_B
   python -m server.gears plan --slo-ms 100 --max-qps 3000 --workers 4 --out plan.json
   python -m server --cpus 4 --policy gears:plan.json
-  python -m server.gears cost --rate 2000 --cv2 6 --duration 30 --target-accuracy 0.9
+  python -m server.gears cost --rate 4000 --cv2 6 --duration 30   # the README's headline
 """
 
 
@@ -116,7 +116,7 @@ def run_estimate(a: argparse.Namespace) -> int:
 
 def add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slo-ms", type=float, default=100.0)
-    p.add_argument("--ranges", type=int, default=8, help="load ranges over [0, max qps]")
+    p.add_argument("--ranges", type=int, default=16, help="load ranges over [0, max qps]")
     p.add_argument("--target", type=float, default=0.99,
                    help="SLO attainment a gear must reach in simulation at its range's top")
     p.add_argument("--plan-cv2", type=float, default=1.0,
@@ -146,12 +146,12 @@ def run_plan(a: argparse.Namespace) -> int:
     m = p.meta
     print(f"{m['candidates']} cascades searched, {m['pareto']} on the pareto front, "
           f"{m['simulations']} simulations, {m['plan_s']:.1f} s")
-    print(f"{'range q/s':>17}  {'gear':<44} {'accuracy':>8} {'ms/sample':>9} {'batch':>5} "
-          f"{'attain':>7}")
+    print(f"{'range q/s':>17}  {'accuracy':>8} {'ms/sample':>9} {'batch':>5} {'attain':>7}  "
+          f"gear (cascade)")
     for r in p.ranges:
         g = r.gear
-        print(f"{r.lo:>8.0f}-{r.hi:<8.0f}  {g.name:<44} {g.est_accuracy:>8.4f} "
-              f"{g.cost_ms:>9.3f} {g.batch:>5} {g.attainment:>7.4f}")
+        print(f"{r.lo:>8.0f}-{r.hi:<8.0f}  {g.est_accuracy:>8.4f} {g.cost_ms:>9.3f} "
+              f"{g.batch:>5} {g.attainment:>7.4f}  {g.name}")
     print(f"wrote {a.out}; serve it with: python -m server --cpus {a.workers} "
           f"--policy gears:{a.out}")
     print(json.dumps({"plan": str(a.out), "ranges": len(p.ranges), "gears": len(

@@ -35,7 +35,7 @@ class Setting:
     target_accuracy: float = 0.0
     slo_ms: float = 100.0
     max_workers: int = 16
-    ranges: int = 8
+    ranges: int = 16
     plan_cv2: float = 1.0
     plan_sim_s: float = 10.0
     seed: int = 0
@@ -183,13 +183,13 @@ def plot(rows: list[dict], path: Path, setting: Setting, title: str) -> None:
 
 
 def format_rows(rows: list[dict]) -> str:
-    head = (f"{'config':<34} {'workers':>7} {'attain':>8} {'accuracy':>8} {'measured':>8} "
+    head = (f"{'config':<42} {'workers':>7} {'attain':>8} {'accuracy':>8} {'measured':>8} "
             f"{'p99 ms':>7} {'batch':>6} {'meets':>5}")
     out = [head]
     for r in sorted(rows, key=lambda r: (r["config"] != "gears", r["config"], r["workers"])):
         m = r["measured_accuracy"]
         p99 = r["latency_ms_p99"]
-        out.append(f"{r['config']:<34} {r['workers']:>7} {r['slo_attainment']:>8.4f} "
+        out.append(f"{r['config']:<42} {r['workers']:>7} {r['slo_attainment']:>8.4f} "
                    f"{r['mean_serving_accuracy']:>8.4f} {'-' if m is None else f'{m:.4f}':>8} "
                    f"{'-' if p99 is None else f'{p99:.1f}':>7} "
                    f"{(r['mean_batch'] or 0):>6.1f} {'yes' if r['meets'] else 'no':>5}")

@@ -138,7 +138,7 @@ class Assessor:
 
 
 def plan(profile: Profile, preds: Predictions, *, slo_ms: float, max_qps: float, workers: int,
-         ranges: int = 8, target: float = 0.99, cv2: float = 1.0, sim_s: float = 10.0,
+         ranges: int = 16, target: float = 0.99, cv2: float = 1.0, sim_s: float = 10.0,
          seed: int = 0, max_stages: int = 3, thresholds: Sequence[float] = THRESHOLDS,
          ref_batch: int | None = None, max_util: float = 1.0,
          front: Sequence[Candidate] | None = None, progress: bool = True) -> GearPlan:
