@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m loadgen",
                                  description="traces, the simulator and policy comparisons")
     sub = ap.add_subparsers(dest="command", required=True)
-    from loadgen import live_cli   # the live commands build on this module's shared flags
+    from loadgen import live_cli  # the live commands build on this module's shared flags
     for add in (*COMMANDS, live_cli.add_replay, live_cli.add_validate, live_cli.add_demo):
         add(sub)
     return ap

@@ -124,7 +124,7 @@ def predict_subnets(net, profile: Profile, x: np.ndarray, y: np.ndarray, *,
                                    disable=not progress)):
             net.actuate(s.config)
             for i in range(0, len(y), batch_size):
-                xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(device)
+                xb = torch.from_numpy(np.array(x[i:i + batch_size], np.float32)).to(device)
                 p, c = softmax_certainty(net(xb).float().cpu().numpy())
                 pred[k, i:i + batch_size] = p
                 cert[k, i:i + batch_size] = c

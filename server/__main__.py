@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
@@ -49,7 +48,7 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         raise SystemExit("--slo-ms, --max-queue, --bucket-ms and --threads must be positive, "
                          "--margin-ms not negative")
     if a.gpus is not None:
-        import torch   # only here: the CPU path never pays for a CUDA probe
+        import torch  # only here: the CPU path never pays for a CUDA probe
         if not torch.cuda.is_available():
             raise SystemExit("--gpus given but torch sees no CUDA device; use --cpus N")
         ids = [int(d.split(":")[1]) for d in parse_devices(a.gpus, None)]
@@ -72,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = config_from_args(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import uvloop
+
     from server.runner import serve
     uvloop.run(serve(cfg))
 

@@ -9,8 +9,13 @@ from aiohttp import web
 from models.profile_format import Profile
 from server.config import ServerConfig
 from server.dispatcher import Dispatcher, Pending
-from server.protocol import (NUMPY_TO_V2, ProtocolError, encode_infer, parse_deadline_header,
-                             parse_infer)
+from server.protocol import (
+    NUMPY_TO_V2,
+    ProtocolError,
+    encode_infer,
+    parse_deadline_header,
+    parse_infer,
+)
 from server.request import Request
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)

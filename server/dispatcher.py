@@ -176,7 +176,7 @@ class Dispatcher:
                              cascade=None if not decision.cascade else
                              [[s.subnet, s.threshold] for s in decision.cascade],
                              load=decision.load, buffers=[r.payload.data for r in batch])
-        except Exception as e:   # a sizing bug, never expected: answer, don't hang
+        except Exception as e:  # noqa: BLE001 -- never expected (a sizing bug): answer, don't hang
             self.inflight.pop(wid, None)
             self.idle[wid] = self.loaded.get(wid)
             for req in batch:

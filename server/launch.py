@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections import deque
+from typing import Self
 
 _LISTEN = re.compile(r"listening on (http://\S+?:\d+)")
 
@@ -64,7 +65,7 @@ class ServerProcess:
             self.proc.kill()
             return self.proc.wait()
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

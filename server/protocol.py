@@ -111,11 +111,11 @@ def parse_infer(body: bytes, header_len: str | None, *, input_name: str, sample_
     if not isinstance(top, dict):
         raise bad("request 'parameters' must be an object")
     timeout = top.get("timeout")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0 \
-                or not math.isfinite(timeout):
-            raise bad(f"parameter 'timeout' must be a positive number of microseconds, "
-                      f"got {timeout!r}")
+    if timeout is not None and (isinstance(timeout, bool)
+                                or not isinstance(timeout, (int, float))
+                                or timeout <= 0 or not math.isfinite(timeout)):
+        raise bad(f"parameter 'timeout' must be a positive number of microseconds, "
+                  f"got {timeout!r}")
     outs = req.get("outputs") or []
     binary_out = bool(top.get("binary_data_output")) or any(
         isinstance(o, dict) and (o.get("parameters") or {}).get("binary_data") for o in outs)

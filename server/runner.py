@@ -22,7 +22,7 @@ log = logging.getLogger("superserve")
 
 def load_profile(cfg: ServerConfig) -> Profile:
     """The cached profile for this supernet on this kind of device, or profile it now."""
-    from models import zoo   # torch-free lookup of the cached file
+    from models import zoo  # torch-free lookup of the cached file
     device = "cpu" if cfg.devices[0] == "cpu" else cfg.devices[0]
     path = zoo.profile_path(cfg.supernet, device)
     if path.exists():

@@ -52,10 +52,9 @@ def data():
 
 
 async def post_json(url: str, payload, headers=None, model="default"):
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/v2/models/{model}/infer", data=payload,
-                          headers=headers or {}) as r:
-            return r.status, await r.json(), r.headers
+    async with aiohttp.ClientSession() as s, \
+            s.post(f"{url}/v2/models/{model}/infer", data=payload, headers=headers or {}) as r:
+        return r.status, await r.json(), r.headers
 
 
 def v2_json(x: np.ndarray, **extra) -> bytes:
@@ -64,7 +63,7 @@ def v2_json(x: np.ndarray, **extra) -> bytes:
 
 
 async def test_served_with_subnet_and_accuracy(server, data):
-    x, y = data
+    x, _ = data
     async with aiohttp.ClientSession() as s:
         async with s.get(f"{server.url}/v2/models/default") as r:
             meta = await r.json()
@@ -143,9 +142,8 @@ async def test_bad_requests_get_status_and_reason(server, data, payload, headers
 
 async def test_metrics_parse_as_prometheus(server, data):
     await post_json(server.url, v2_json(data[0][:1]))
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{server.url}/metrics") as r:
-            text = await r.text()
+    async with aiohttp.ClientSession() as s, s.get(f"{server.url}/metrics") as r:
+        text = await r.text()
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     for name in ("superserve_requests", "superserve_queue_seconds", "superserve_compute_seconds",
                  "superserve_batch_size", "superserve_subnet_choices",

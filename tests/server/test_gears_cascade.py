@@ -1,4 +1,5 @@
 """Cascade estimates replayed from records vs the worker executing the same cascades."""
+import dataclasses
 import itertools
 
 import numpy as np
@@ -126,10 +127,12 @@ def test_estimate_equals_the_executed_cascade_on_the_default_supernet():
     torch.set_num_threads(1)
     prof = Profile.load(zoo.profile_path("default", "cpu"))
     x, y = data.heldout("default")
-    x, y = x[:600], y[:600]
+    x, y = x[:500], y[:500]
     ex = executor(prof, supernet="default", loader="models")
-    preds = predict_subnets(ex.net, prof, x, y, progress=False)
-    names = [s.name for s in prof.subnets]
+    used = (prof.subnets[0], prof.subnets[len(prof.subnets) // 2], prof.subnets[-1])
+    preds = predict_subnets(ex.net, dataclasses.replace(prof, subnets=used), x, y,
+                            progress=False)
+    names = [s.name for s in used]
     for c in (make_cascade([(names[0], 0.7), (names[-1], 0.0)]),
               make_cascade([(names[0], 0.5), (names[len(names) // 2], 0.9), (names[-1], 0.0)])):
         answers, stage = execute(ex, c, x)

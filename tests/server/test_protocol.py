@@ -6,7 +6,7 @@ import pytest
 from server.protocol import ProtocolError, encode_infer, parse_deadline_header, parse_infer
 
 SHAPE = (3, 4, 4)
-KW = dict(input_name="input", sample_shape=SHAPE, dtype="float32", max_samples=8)
+KW = {"input_name": "input", "sample_shape": SHAPE, "dtype": "float32", "max_samples": 8}
 
 
 def body(n=2, datatype="FP32", shape=None, data=None, **top):
