@@ -56,7 +56,7 @@ class InFlight:
 class Dispatcher:
     def __init__(self, *, policy: Policy, profile: Profile, pool, metrics: Metrics,
                  max_queue: int, max_batch: int, margin_s: float = 0.0,
-                 clock=time.monotonic) -> None:
+                 cascade_accuracy=None, clock=time.monotonic) -> None:
         self.policy = policy
         self.profile = profile
         self.pool = pool
@@ -77,6 +77,10 @@ class Dispatcher:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0      # uvloop's timer handles do not expose when()
         self._accuracy = {s.name: s.accuracy for s in profile.subnets}
+        # A cascade's answers are worth its estimated accuracy, not that of whichever stage
+        # answered (stage 1 answers only the samples it is sure of). Estimated once per cascade.
+        self._estimate = cascade_accuracy
+        self._cascade_acc: dict[tuple, float] = {}
 
     # --- arrivals ------------------------------------------------------------------------
     def admit(self, req: Request) -> None:
@@ -105,6 +109,7 @@ class Dispatcher:
             return
         self.metrics.compute_time.observe(res.compute_ms / 1e3)
         stages = fl.decision.cascade
+        cascade_acc = self._cascade_accuracy(stages) if stages else None
         row = 0
         for req in fl.requests:
             rows = slice(row, row + req.n)
@@ -116,13 +121,22 @@ class Dispatcher:
             met = now <= req.deadline
             self._answer(req, Answer(
                 200, logits=res.logits[rows], subnet=subnet,
-                accuracy=self._accuracy.get(subnet, 0.0),
+                accuracy=cascade_acc if cascade_acc is not None else
+                self._accuracy.get(subnet, 0.0),
                 queue_ms=(req.payload.dispatched_at - req.arrival) * 1e3,
                 compute_ms=res.compute_ms, batch=len(res.logits), deadline_met=met),
                 outcome="ok" if met else "late")
         self.loaded[res.worker_id] = fl.decision.subnet if not stages else stages[-1].subnet
         self.idle[res.worker_id] = self.loaded[res.worker_id]
         self.pump()
+
+    def _cascade_accuracy(self, stages: tuple) -> float | None:
+        if self._estimate is None or len(stages) < 2:
+            return None
+        acc = self._cascade_acc.get(stages)
+        if acc is None:
+            acc = self._cascade_acc[stages] = self._estimate(stages)
+        return acc
 
     def on_failure(self, wid: int) -> None:
         """A worker died: re-queue what it held if the deadline still allows, else 503."""

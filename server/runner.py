@@ -32,6 +32,22 @@ def load_profile(cfg: ServerConfig) -> Profile:
     return zoo.load_profile(cfg.supernet, device)
 
 
+def cascade_accuracy(cfg: ServerConfig):
+    """stages -> the cascade's accuracy estimated from the held-out predictions recorded
+    beside the profile, or None when none were recorded (answers then carry the answering
+    subnet's accuracy)."""
+    from models import zoo
+    from models.predictions import predictions_path
+    device = "cpu" if cfg.devices[0] == "cpu" else cfg.devices[0]
+    path = predictions_path(zoo.profile_path(cfg.supernet, device))
+    if not path.exists():
+        return None
+    from models.predictions import Predictions
+    from server.gears.cascade import estimate
+    preds = Predictions.load(path)
+    return lambda stages: estimate(preds, stages).accuracy
+
+
 class Server:
     """One running instance; `await start()`, then `await stop()` (also on SIGINT/SIGTERM)."""
 
@@ -52,7 +68,8 @@ class Server:
         self.dispatcher = Dispatcher(policy=self.policy, profile=self.profile, pool=self.pool,
                                      metrics=self.metrics, max_queue=cfg.max_queue,
                                      max_batch=self.max_batch,
-                                     margin_s=cfg.margin_ms / 1e3)
+                                     margin_s=cfg.margin_ms / 1e3,
+                                     cascade_accuracy=cascade_accuracy(cfg))
         self.app = make_app(cfg, self.profile, self.dispatcher, self.state)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None

@@ -207,3 +207,26 @@ async def test_infaas_loads_separate_subnets_from_disk(data):
     assert all(r.status == 200 for r in replies), [r.reason for r in replies]
     assert replies[0].params["compute_ms"] > 10.0     # the first batch paid a ~40 ms load from disk
     assert srv.stop() == 0
+
+
+async def test_cascade_answers_carry_the_cascade_estimate(data):
+    """A static cascade of two subnets runs inside one dispatch; each answer reports the
+    stage that answered and the cascade's estimated accuracy from the held-out records."""
+    from models import zoo
+    from models.predictions import load_predictions
+    from models.profile_format import Profile
+    from server.gears.cascade import estimate, make_cascade
+    path = zoo.profile_path("default", "cpu")
+    profile = Profile.load(path)
+    small, big = profile.subnets[2].name, profile.most_accurate.name
+    cascade = make_cascade([(small, 0.5), (big, 0.0)])
+    want = estimate(load_predictions(path), cascade).accuracy
+    x = data[0]
+    with ServerProcess(["--policy", f"cascade:{small}@0.5,{big}", "--slo-ms", "5000",
+                        "--warmup-batches", "1,8"]) as srv:
+        async with aiohttp.ClientSession() as s:
+            replies = [await infer(s, srv.url, *encode(x[i:i + 1]), deadline_ms=5000)
+                       for i in range(40)]
+    assert all(r.status == 200 for r in replies), [r.reason for r in replies]
+    assert {r.params["subnet"] for r in replies} == {small, big}   # both stages answered
+    assert all(abs(r.params["accuracy"] - want) < 1e-9 for r in replies)
