@@ -18,9 +18,6 @@ from server.protocol import (
 )
 from server.request import Request
 
-DISPATCHER = web.AppKey("dispatcher", Dispatcher)
-STATE = web.AppKey("state", dict)
-
 
 def error(status: int, reason: str, headers: dict | None = None, **extra) -> web.Response:
     return web.json_response({"error": reason, **extra}, status=status, headers=headers)
@@ -48,8 +45,6 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
     """`state` is shared with the runner: {"ready": bool, "draining": bool}."""
     app = web.Application(middlewares=[json_errors],
                           client_max_size=int(cfg.max_body_mb * 2**20))
-    app[DISPATCHER] = dispatcher
-    app[STATE] = state
     ids = itertools.count(1)
     sample_shape = tuple(profile.input_shape)
     dtype = profile.input_dtype

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,7 +35,6 @@ class Answer:
     compute_ms: float = 0.0
     batch: int = 0
     deadline_met: bool = False
-    retry_after_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -50,7 +49,6 @@ class InFlight:
     decision: Decision
     requests: list[Request]
     sent_at: float
-    subnets: tuple[str, ...] = field(default_factory=tuple)
 
 
 class Dispatcher:

@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 import time
 
 from aiohttp import web
@@ -20,29 +19,27 @@ from server.policies import make_policy
 log = logging.getLogger("superserve")
 
 
-def load_profile(cfg: ServerConfig) -> Profile:
-    """The cached profile for this supernet on this kind of device, or profile it now."""
+def profile_file(cfg: ServerConfig):
+    """Where the cached profile of this supernet (and weights) on this device kind lives."""
     from models import zoo  # torch-free lookup of the cached file
-    device = "cpu" if cfg.devices[0] == "cpu" else cfg.devices[0]
-    path = zoo.profile_path(cfg.supernet, device)
-    if path.exists():
-        return Profile.load(path)
-    print(f"no cached profile at {path}: profiling {cfg.supernet} on {device} now",
-          file=sys.stderr, flush=True)
-    return zoo.load_profile(cfg.supernet, device)
+    return zoo.profile_path(cfg.supernet, cfg.devices[0], weights=cfg.weights)
+
+
+def load_profile(cfg: ServerConfig) -> Profile:
+    """The cached profile for this supernet on this kind of device; a missing one is a clear
+    error naming the `python -m models profile` command that makes it."""
+    from models import zoo
+    return zoo.load_profile(cfg.supernet, cfg.devices[0], weights=cfg.weights)
 
 
 def cascade_accuracy(cfg: ServerConfig):
     """stages -> the cascade's accuracy estimated from the held-out predictions recorded
     beside the profile, or None when none were recorded (answers then carry the answering
     subnet's accuracy)."""
-    from models import zoo
-    from models.predictions import predictions_path
-    device = "cpu" if cfg.devices[0] == "cpu" else cfg.devices[0]
-    path = predictions_path(zoo.profile_path(cfg.supernet, device))
+    from models.predictions import Predictions, predictions_path
+    path = predictions_path(profile_file(cfg))
     if not path.exists():
         return None
-    from models.predictions import Predictions
     from server.gears.cascade import estimate
     preds = Predictions.load(path)
     return lambda stages: estimate(preds, stages).accuracy
