@@ -39,14 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the profile times the model alone)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="larger bodies get 413")
     p.add_argument("--threads", type=int, default=1, help="torch threads per CPU worker")
+    p.add_argument("--spin-us", type=float, default=1000.0,
+                   help="worker and loop poll the rings this long around each batch instead "
+                        "of sleeping (a wake-up costs ~100 us here); 0: always sleep")
     p.add_argument("--warmup-batches", help="comma-separated batch sizes to warm (default all)")
     return p
 
 
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
-    if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1 or a.margin_ms < 0:
+    if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1 or a.margin_ms < 0 \
+            or a.spin_us < 0:
         raise SystemExit("--slo-ms, --max-queue, --bucket-ms and --threads must be positive, "
-                         "--margin-ms not negative")
+                         "--margin-ms and --spin-us not negative")
     if a.gpus is not None:
         import torch  # only here: the CPU path never pays for a CUDA probe
         if not torch.cuda.is_available():
@@ -60,7 +64,7 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         policy=a.policy, slo_ms=a.slo_ms, host=a.host, port=a.port, max_queue=a.max_queue,
         max_batch=a.max_batch, bucket_ms=a.bucket_ms, max_body_mb=a.max_body_mb,
         margin_ms=a.margin_ms,
-        threads_per_worker=a.threads, warmup_batches=warm)
+        threads_per_worker=a.threads, spin_us=a.spin_us, warmup_batches=warm)
 
 
 def main(argv: list[str] | None = None) -> None:

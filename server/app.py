@@ -1,6 +1,7 @@
 """The aiohttp front end: KServe v2 routes, validation errors as JSON, deadlines."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 
@@ -96,7 +97,7 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
             dispatcher.metrics.drops.labels("queue_full").inc()
             return error(503, f"queue full ({dispatcher.queue.max_requests} requests waiting)",
                          headers={"Retry-After": "1"})
-        fut = request.loop.create_future()
+        fut = asyncio.get_running_loop().create_future()
         req = Request(id=next(ids), n=inp.n, arrival=arrival,
                       deadline=arrival + budget_ms / 1e3, payload=Pending(inp.data, fut))
         dispatcher.admit(req)
@@ -116,12 +117,13 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         return web.Response(body=dispatcher.metrics.render(),
                             headers={"Content-Type": "text/plain; version=0.0.4"})
 
+    # The hot route first: aiohttp tries resources in the order they were added.
+    app.router.add_post("/v2/models/{name}/infer", infer)
     app.router.add_get("/v2/health/live", live)
     app.router.add_get("/v2/health/ready", ready)
     app.router.add_get("/v2", server_meta)
     app.router.add_get("/v2/models/{name}", model_meta)
     app.router.add_get("/v2/models/{name}/ready", model_ready)
-    app.router.add_post("/v2/models/{name}/infer", infer)
     app.router.add_get("/metrics", metrics)
     return app
 

@@ -13,42 +13,55 @@ import asyncio
 import json
 import time
 
-import aiohttp
 import numpy as np
+import uvloop
 
-from loadgen.client import encode, infer
+from loadgen.client import encode
+from loadgen.rawhttp import RawClient, RawReply, build_request
 from models.profile_format import Profile
 from server.launch import ServerProcess
 
 
-async def _closed_loop(url: str, body, headers, seconds: float, conns: int) -> float:
+async def _closed_loop(url: str, request: bytes, seconds: float, conns: int) -> float:
+    client = RawClient.for_url(url)
+    await client.warm(conns)
     done = 0
     end = time.monotonic() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        async def client():
-            nonlocal done
-            while time.monotonic() < end:
-                r = await infer(s, url, body, headers, deadline_ms=10_000)
-                done += r.status == 200
-        t0 = time.monotonic()
-        await asyncio.gather(*(client() for _ in range(conns)))
-        return done / (time.monotonic() - t0)
+
+    async def one():
+        nonlocal done
+        while time.monotonic() < end:
+            r = await client.post(request)       # not `done += await ...`: that reads
+            done += r.status == 200                # `done` before the await, losing counts
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(conns)))
+    rate = done / (time.monotonic() - t0)
+    client.close()
+    return rate
 
 
-async def _open_loop(url: str, body, headers, rate: float, seconds: float, seed: int = 0):
+async def _open_loop(url: str, request: bytes, rate: float, seconds: float, seed: int = 0):
+    """Poisson arrivals at `rate`; each request leaves on time, on an idle connection."""
     rng = np.random.default_rng(seed)
     times = np.cumsum(rng.exponential(1 / rate, int(rate * seconds)))
-    replies = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        t0 = time.monotonic()
-        tasks = []
-        for t in times:
-            delay = t0 + t - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(infer(s, url, body, headers, deadline_ms=10_000)))
-        replies = await asyncio.gather(*tasks)
-    return [r for r in replies if r.status == 200]
+    client = RawClient.for_url(url)
+    await client.warm(16)
+    t0 = time.perf_counter()
+    tasks = []
+    for t in times:
+        delay = t0 + t - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(client.post(request)))
+    replies = await asyncio.gather(*tasks)
+    client.close()
+    return [_params(r) for r in replies if r.status == 200]
+
+
+def _params(r: RawReply) -> tuple[float, dict]:
+    hl = int(r.header("Inference-Header-Content-Length"))
+    return r.latency_s, json.loads(r.body[:hl])["parameters"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,30 +72,33 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--conns", type=int, default=32, help="connections for the max-rate phase")
     p.add_argument("--rate", type=float,
                    help="offered rate for the overhead phase (default: 50%% of capacity)")
+    p.add_argument("--spin-us", type=float, default=1000.0, help="the server's --spin-us")
     a = p.parse_args(argv)
     from models import zoo
     profile = Profile.load(zoo.profile_path(a.supernet, "cpu"))
     small = profile.fastest
     x = np.zeros((1, *profile.input_shape), np.float32)
     body, headers = encode(x)
+    request = build_request("/v2/models/default/infer", body,
+                            {**headers, "X-Deadline-Ms": "10000"})
     with ServerProcess(["--supernet", a.supernet, "--policy", f"fixed:{small.name}",
-                        "--slo-ms", "10000"]) as srv:
+                        "--slo-ms", "10000", "--spin-us", str(a.spin_us)]) as srv:
         print(f"server at {srv.url}, smallest subnet {small.name} "
               f"({small.latency(1) * 1e3:.2f} ms at batch 1)", flush=True)
-        max_rps = asyncio.run(_closed_loop(srv.url, body, headers, a.seconds, a.conns))
+        max_rps = uvloop.run(_closed_loop(srv.url, request, a.seconds, a.conns))
         print(f"max request rate (closed loop, {a.conns} connections): {max_rps:.0f} req/s")
         # Half of what this deployment sustains: the model's best batch or the front end,
         # whichever binds first.
         model_rps = max(b / small.latency(b) for b in profile.batch_sizes)
         rate = a.rate or 0.5 * min(max_rps, model_rps)
-        ok = asyncio.run(_open_loop(srv.url, body, headers, rate, a.seconds))
-    e2e = np.array([r.latency_s * 1e3 for r in ok])
-    raw = e2e - np.array([r.params["compute_ms"] for r in ok])
+        ok = uvloop.run(_open_loop(srv.url, request, rate, a.seconds))
+    e2e = np.array([lat * 1e3 for lat, _ in ok])
+    raw = e2e - np.array([p["compute_ms"] for _, p in ok])
     # Waiting for a busy worker is queueing, not the server's cost: take it out too.
-    over = raw - np.array([r.params["queue_ms"] for r in ok])
+    over = raw - np.array([p["queue_ms"] for _, p in ok])
     # The server's own share: its arrival-to-answer time (parse, queue, dispatch, rings,
     # wake-up, decode) minus the worker's compute, without the client's HTTP stack.
-    server = np.array([r.params["latency_ms"] - r.params["compute_ms"] for r in ok])
+    server = np.array([p["latency_ms"] - p["compute_ms"] for _, p in ok])
     fig = {"overhead_ms_p50": round(float(np.percentile(over, 50)), 3),
            "server_overhead_ms_p50": round(float(np.percentile(server, 50)), 3),
            "server_overhead_ms_p99": round(float(np.percentile(server, 99)), 3),

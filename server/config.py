@@ -19,6 +19,7 @@ class ServerConfig:
     margin_ms: float = 3.0                # fixed cost of the live path the profile omits
     max_body_mb: float = 32.0             # bodies above it: 413
     threads_per_worker: int = 1           # torch threads of each CPU worker
+    spin_us: float = 1000.0               # poll instead of sleeping this long (workers/pool.py)
     model_name: str = "default"           # the v2 model name clients address
     warmup_batches: tuple[int, ...] | None = None   # restrict warm-up (tests); None = all
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from models.profile_format import Profile
 from server.edf import EDFQueue
+from server.keepawake import KeepAwake
 from server.metrics import Metrics
 from server.policies.base import Decision, Policy, WorkerView
 from server.policies.rate import RateMeter
@@ -54,7 +55,7 @@ class InFlight:
 class Dispatcher:
     def __init__(self, *, policy: Policy, profile: Profile, pool, metrics: Metrics,
                  max_queue: int, max_batch: int, margin_s: float = 0.0,
-                 cascade_accuracy=None, clock=time.monotonic) -> None:
+                 cascade_accuracy=None, clock=time.monotonic, spin_s: float = 0.0) -> None:
         self.policy = policy
         self.profile = profile
         self.pool = pool
@@ -79,11 +80,13 @@ class Dispatcher:
         # answered (stage 1 answers only the samples it is sure of). Estimated once per cascade.
         self._estimate = cascade_accuracy
         self._cascade_acc: dict[tuple, float] = {}
+        self.awake = KeepAwake(spin_s)
 
     # --- arrivals ------------------------------------------------------------------------
     def admit(self, req: Request) -> None:
         """Queue a validated request (the caller checked `queue.full()` first)."""
         self.rate.observe(req.arrival)
+        self.awake.touch()
         self.queue.push(req)
         self.metrics.queue_depth.set(len(self.queue))
         self.pump()
@@ -187,7 +190,8 @@ class Dispatcher:
                              subnet=decision.subnet, n=n,
                              cascade=None if not decision.cascade else
                              [[s.subnet, s.threshold] for s in decision.cascade],
-                             load=decision.load, buffers=[r.payload.data for r in batch])
+                             load=decision.load, buffers=[r.payload.data for r in batch],
+                             expect_s=decision.expected_s)
         except Exception as e:  # noqa: BLE001 -- never expected (a sizing bug): answer, don't hang
             self.inflight.pop(wid, None)
             self.idle[wid] = self.loaded.get(wid)

@@ -61,11 +61,12 @@ class Server:
             list(cfg.devices), cfg.supernet, profile=self.profile, weights=cfg.weights,
             threads_per_worker=cfg.threads_per_worker, max_batch=self.max_batch,
             warmup_batches=cfg.warmup_batches, separate_models=cfg.policy == "infaas",
+            spin_us=cfg.spin_us,
             on_result=self._on_result, on_failure=self._on_failure, on_ready=self._on_ready)
         self.dispatcher = Dispatcher(policy=self.policy, profile=self.profile, pool=self.pool,
                                      metrics=self.metrics, max_queue=cfg.max_queue,
                                      max_batch=self.max_batch,
-                                     margin_s=cfg.margin_ms / 1e3,
+                                     margin_s=cfg.margin_ms / 1e3, spin_s=cfg.spin_us / 1e6,
                                      cascade_accuracy=cascade_accuracy(cfg))
         self.app = make_app(cfg, self.profile, self.dispatcher, self.state)
         self._runner: web.AppRunner | None = None

@@ -13,6 +13,8 @@ def main(argv: list[str] | None = None) -> None:
     b = sub.add_parser("bench", help="dispatch round trip: shm rings vs multiprocessing.Queue")
     b.add_argument("--scale", type=float, default=1.0, help="multiply iteration counts")
     b.add_argument("--warmup", type=int, default=50)
+    b.add_argument("--spin-us", type=float, default=1000.0,
+                   help="how long each side polls before sleeping (0: always sleep)")
     sub.add_parser("sweep", help="unlink entries left in /dev/shm by dead owners")
     sub.add_parser("ls", help="list our /dev/shm entries and whether their owner lives")
     e = sub.add_parser("echo-worker", help=argparse.SUPPRESS)
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     from shm import names
     if args.cmd == "bench":
         from shm import bench
-        print(json.dumps(bench.run(args.scale, args.warmup)))
+        print(json.dumps(bench.run(args.scale, args.warmup, args.spin_us)))
     elif args.cmd == "echo-worker":
         from shm import bench
         bench.echo_worker(json.loads(args.config))

@@ -74,8 +74,12 @@ def serve(cfg: WorkerConfig) -> int:
             "warmup_s": round(time.perf_counter() - t0, 3)}
     if not _reply(resp, protocol.ready_header(info), [], parent):
         return 0
+    # Poll for the next batch for a while before sleeping on the semaphore: under load the next
+    # batch comes within microseconds of the reply, and waking a sleeping process (an idle vCPU
+    # especially) costs tens to hundreds of microseconds.
+    spin = cfg.spin_us / 1e6
     while True:
-        if not req.wait(POLL_S):
+        if not req.wait(POLL_S, spin=spin):
             if not parent_alive(parent):
                 return 0
             continue

@@ -12,6 +12,11 @@ Callbacks run on the event loop thread: on_result(BatchResult) from the response
 reader; on_failure(worker_id, SlotHeader) once per batch a dead worker held (re-queue or answer
 it); on_ready(worker_id) when a restarted worker is warm again (not during start()).
 
+Spinning (spin_us > 0), because waking a sleeping process costs tens to hundreds of µs here:
+the worker polls its request ring for spin_us after each batch before sleeping, and the loop
+polls a worker's response ring, between other events, from just before the batch's expected end
+(`submit(..., expect_s=)`) until spin_us after it; the eventfd still wakes it otherwise.
+
 Liveness: each worker's pidfd is watched by the loop (readable when the process exits). On an
 exit the pool first delivers every reply already in the response ring, then reports the batches
 still held, unlinks that worker's rings, and starts a new process with fresh rings (after a
@@ -85,6 +90,8 @@ class _Worker:
         self.exited: asyncio.Future | None = None
         self.info: dict = {}
         self.restart_timer: asyncio.TimerHandle | None = None
+        self.poll_timer: asyncio.TimerHandle | None = None
+        self.poll_until = 0.0
 
 
 def _nop(*_args) -> None:
@@ -99,6 +106,7 @@ class WorkerPool:
                  warmup_subnets: Sequence[str] | None = None,
                  separate_models: bool = False, subnet_dir: str | Path | None = None,
                  n_slots: int = 2, slot_bytes: int | None = None, loader: str = "models",
+                 spin_us: float = 0.0,
                  start_timeout: float = 900.0,
                  on_result: Callable[[BatchResult], None] = _nop,
                  on_failure: Callable[[int, SlotHeader], None] = _nop,
@@ -110,7 +118,8 @@ class WorkerPool:
         None warms every (subnet, batch) pair. separate_models: infaas; workers load
         `<subnet_dir>/<subnet>.pt` whenever a batch says load=True (without subnet_dir, the
         pool extracts the profile's subnets into a temporary directory of its own).
-        loader: "models" (the zoo) or a stand-in module for tests (see workers/loader.py)."""
+        loader: "models" (the zoo) or a stand-in module for tests (see workers/loader.py).
+        spin_us: how long each side polls instead of sleeping (see the module's doc); 0: never."""
         if not devices:
             raise ValueError("a pool needs at least one device")
         for d in devices:
@@ -120,6 +129,11 @@ class WorkerPool:
             raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
         if n_slots < 1:
             raise ValueError(f"n_slots must be >= 1, got {n_slots}")
+        if spin_us < 0:
+            raise ValueError(f"spin_us must be >= 0, got {spin_us}")
+        self.spin_s = spin_us / 1e6
+        self._polling: set[_Worker] = set()
+        self._poll_handle: asyncio.Handle | None = None
         self.devices = list(devices)
         self.supernet = supernet
         self.weights = weights
@@ -214,12 +228,13 @@ class WorkerPool:
                batch_id: int | None = None, request_ids: Sequence[int] = (),
                subnet: str | None = None, n: int | None = None,
                cascade: Sequence[Sequence] | None = None, load: bool = False,
-               extra: dict | None = None) -> SlotHeader:
+               extra: dict | None = None, expect_s: float = 0.0) -> SlotHeader:
         """Write one batch into the worker's request ring and wake it; returns the header.
 
         Either a ready-made header, or its fields (dtype and per-sample shape from the profile).
         `buffers` are bytes-like and concatenate to exactly the batch's bytes (one per request,
-        typically): they are copied once, into shared memory. Raises WorkerNotReady, RingFull,
+        typically): they are copied once, into shared memory. expect_s: how long the batch should
+        take (the profile's figure), for when to poll for its reply. Raises WorkerNotReady, RingFull,
         SlotTooSmall or ValueError (wrong sizes); never blocks."""
         w = self._workers[worker_id]
         if not w.ready or self._closing:
@@ -244,6 +259,8 @@ class WorkerPool:
             raise ValueError("load=True needs a pool started with separate_models=True")
         w.req.put(header, buffers, expect_bytes=header.nbytes)
         w.in_flight[header.batch_id] = header
+        if self.spin_s:
+            self._poll_later(w, expect_s)
         return header
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -263,6 +280,8 @@ class WorkerPool:
         for w in self._workers:
             if w.restart_timer is not None:
                 w.restart_timer.cancel()
+            if w.poll_timer is not None:
+                w.poll_timer.cancel()
             if w.proc is not None and w.proc.poll() is None:
                 try:
                     w.req.put(protocol.stop_header(), [])
@@ -317,7 +336,7 @@ class WorkerPool:
             worker_id=w.id, device=w.device, parent_pid=os.getpid(), supernet=self.supernet,
             weights=self.weights, loader=self.loader, threads=self.threads, req=w.req.spec,
             resp=w.resp.spec, resp_fd=fd, profile_shm=self._profile_shm,
-            profile_bytes=self._profile_len, max_batch=self.max_batch,
+            profile_bytes=self._profile_len, max_batch=self.max_batch, spin_us=self.spin_s * 1e6,
             warmup_batches=self.warmup_batches, warmup_subnets=self.warmup_subnets,
             subnet_dir=str(self.subnet_dir) if self.subnet_dir else None,
             extract_subnets=self._own_subnet_dir)
@@ -337,6 +356,10 @@ class WorkerPool:
         self._loop.add_reader(w.pidfd, self._on_exit, w)
 
     def _teardown(self, w: _Worker) -> None:
+        self._polling.discard(w)
+        if w.poll_timer is not None:
+            w.poll_timer.cancel()
+            w.poll_timer = None
         if w.pidfd >= 0:
             self._loop.remove_reader(w.pidfd)
             os.close(w.pidfd)
@@ -393,6 +416,42 @@ class WorkerPool:
         except Exception:
             log.exception("could not restart worker %d; retrying in 5 s", w.id)
             w.restart_timer = self._loop.call_later(5.0, self._respawn, w)
+
+    # --- polling for replies --------------------------------------------------------------
+    def _poll_later(self, w: _Worker, expect_s: float) -> None:
+        # Sleep through most of the batch (the worker needs the CPU more than we do), then poll
+        # from a little before its expected end to spin_s after it.
+        now = self._loop.time()
+        w.poll_until = now + expect_s + self.spin_s
+        self._polling.discard(w)
+        if w.poll_timer is not None:
+            w.poll_timer.cancel()
+            w.poll_timer = None
+        lead = expect_s - max(0.2 * expect_s, 2e-4)
+        if lead > 0:
+            w.poll_timer = self._loop.call_at(now + lead, self._start_polling, w)
+        else:
+            self._start_polling(w)
+
+    def _start_polling(self, w: _Worker) -> None:
+        w.poll_timer = None
+        self._polling.add(w)
+        if self._poll_handle is None:
+            self._poll_handle = self._loop.call_soon(self._poll)
+
+    def _poll(self) -> None:
+        # One look per loop iteration: sockets and timers are served in between (the loop's
+        # selector is called with a zero timeout while this is scheduled).
+        self._poll_handle = None
+        now = self._loop.time()
+        for w in tuple(self._polling):
+            ring = w.resp
+            if ring is None or ring.closed or not w.in_flight or now > w.poll_until:
+                self._polling.discard(w)
+            elif ring.published():
+                self._on_replies(w)   # the eventfd's count may lag the head: then next time
+        if self._polling:
+            self._poll_handle = self._loop.call_soon(self._poll)
 
     # --- replies --------------------------------------------------------------------------
     def _on_replies(self, w: _Worker) -> None:

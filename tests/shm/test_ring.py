@@ -82,6 +82,26 @@ def test_empty_ring(pair):
         cons.release()
 
 
+def test_spinning_wait_sees_a_slot_published_meanwhile(pair):
+    import threading
+    import time
+    prod, cons = pair
+    assert not cons.published()
+    # Nothing comes: the spin gives up, then the wait times out; no slot is granted.
+    t0 = time.perf_counter()
+    assert cons.wait(0.05, spin=0.02) == 0
+    assert time.perf_counter() - t0 >= 0.05
+    # A slot published while the consumer spins is granted and read like any other.
+    threading.Timer(0.05, lambda: prod.put(hdr(7), [np.float32([7])])).start()
+    assert cons.wait(5.0, spin=2.0) == 1
+    assert cons.published()
+    s = cons.get()
+    assert s.header.batch_id == 7 and s.array().tolist() == [7.0]
+    assert not cons.published()
+    del s
+    cons.release()
+
+
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("shape", [(1, 1), (1, 3, 5, 7), (4, 3, 8, 8), (3, 1000), (2, 0)])
 def test_bytes_round_trip_exactly(pair, dtype, shape):

@@ -138,6 +138,27 @@ async def test_results_match_the_model_and_cascades_escalate():
     assert await wait_dead(info.pid)
 
 
+async def test_spinning_pool_answers_every_batch_and_stops_polling():
+    """spin_us > 0: the worker polls for batches and the loop for replies (from just before
+    expect_s); answers are the same, and polling ends once nothing is in flight."""
+    ev = Events()
+    pool = make_pool(ev, spin_us=2000)
+    await pool.start()
+    try:
+        for bid, expect_s in enumerate((0.0, 0.0, 0.005, 0.05, 0.0005) * 4):
+            x = batch(2, bid)
+            pool.submit(0, batch_id=bid, request_ids=[bid], subnet="big", n=2, buffers=[x],
+                        expect_s=expect_s)
+            r = await asyncio.wait_for(ev.results.get(), 30)
+            assert r.ok and r.batch_id == bid
+            np.testing.assert_allclose(r.logits, expected(16, x), rtol=1e-5, atol=1e-5)
+        await asyncio.sleep(0.01)          # past poll_until: the poll callback unschedules
+        assert not pool._polling and pool._poll_handle is None
+    finally:
+        await pool.close()
+    assert names.entries_of(os.getpid()) == []
+
+
 async def test_submit_refuses_clearly():
     ev = Events()
     pool = make_pool(ev, n_slots=1, max_batch=4)
@@ -249,6 +270,8 @@ def test_bad_arguments():
         WorkerPool(["gpu0"], "tiny", profile=prof, loader=LOADER)
     with pytest.raises(ValueError, match="at least one device"):
         WorkerPool([], "tiny", profile=prof, loader=LOADER)
+    with pytest.raises(ValueError, match="spin_us must be >= 0"):
+        WorkerPool(["cpu"], "tiny", profile=prof, loader=LOADER, spin_us=-1)
 
 
 OWNER = textwrap.dedent("""
