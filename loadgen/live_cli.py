@@ -42,7 +42,7 @@ def add_validate(sub) -> None:
     p.add_argument("--policy", default="slackfit")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per live run")
     p.add_argument("--cv2", type=float, default=2.0)
-    p.add_argument("--rates", default="40,150",
+    p.add_argument("--rates", default="40,300",
                    help="light,heavy mean rates, q/s (absolute: on a 2-core machine the HTTP "
                         "front end and the replay client share the CPU with the worker)")
     p.add_argument("--seed", type=int, default=0)

@@ -17,6 +17,7 @@ import numpy as np
 from models.profile_format import Profile
 from server.edf import EDFQueue
 from server.keepawake import KeepAwake
+from server.margin import Margin
 from server.metrics import Metrics
 from server.policies.base import Decision, Policy, WorkerView
 from server.policies.rate import RateMeter
@@ -66,9 +67,11 @@ class Dispatcher:
         self.rate = RateMeter()
         self.min_latency = profile.min_latency()
         # The profile times the model alone; the live path adds dispatch, rings, wake-ups and
-        # the answer's way back. Policies plan as if it were `margin_s` later, so a pair that
-        # fills the slack exactly is not answered late by that fixed cost.
-        self.margin = margin_s
+        # the answer's way back. Policies plan as if it were `margin.seconds` later (margin_s
+        # plus what batches were measured to overrun), so a pair that fills the slack exactly
+        # is not answered late by that cost.
+        self.margin = Margin(margin_s)
+        metrics.margin.set(margin_s)
         self.idle: dict[int, str | None] = {}      # ready, free worker -> subnet it last ran
         self.loaded: dict[int, str | None] = {}
         self.inflight: dict[int, InFlight] = {}
@@ -109,6 +112,8 @@ class Dispatcher:
             self.pump()
             return
         self.metrics.compute_time.observe(res.compute_ms / 1e3)
+        self.margin.observe(now - fl.sent_at - fl.decision.expected_s)
+        self.metrics.margin.set(self.margin.seconds)
         stages = fl.decision.cascade
         cascade_acc = self._cascade_accuracy(stages) if stages else None
         row = 0
@@ -165,7 +170,7 @@ class Dispatcher:
             wid, loaded = next(iter(self.idle.items()))
             view = WorkerView(id=wid, loaded=loaded, arrival_rate=self.rate.rate(now),
                               window_arrivals=self.rate.window_count(now))
-            dropped, decision, batch = next_batch(now + self.margin, self.queue, view,
+            dropped, decision, batch = next_batch(now + self.margin.seconds, self.queue, view,
                                                   self.policy, self.min_latency)
             for req in dropped:
                 self._drop(req, now)
@@ -204,7 +209,7 @@ class Dispatcher:
         even when no worker frees up."""
         if not len(self.queue):
             return
-        when = self.queue.head_deadline - self.min_latency - self.margin
+        when = self.queue.head_deadline - self.min_latency - self.margin.seconds
         loop = asyncio.get_running_loop()
         # loop.time() and time.monotonic() share a clock on Linux (both CLOCK_MONOTONIC).
         if self._expiry is not None:
@@ -217,7 +222,7 @@ class Dispatcher:
     def _expire(self) -> None:
         self._expiry = None
         now = self.clock()
-        for req in self.queue.expire(now + self.margin, self.min_latency):
+        for req in self.queue.expire(now + self.margin.seconds, self.min_latency):
             self._drop(req, now)
         self.metrics.queue_depth.set(len(self.queue))
         self._arm_expiry()

@@ -26,6 +26,8 @@ class Metrics:
         self.drops = Counter("superserve_drops", "Requests dropped before dispatch, by reason",
                              ["reason"], registry=r)
         self.queue_depth = Gauge("superserve_queue_depth", "Requests waiting", registry=r)
+        self.margin = Gauge("superserve_margin_seconds", "How much later than now the policy "
+                            "plans: --margin-ms plus measured batch overruns", registry=r)
         self.worker_restarts = Counter("superserve_worker_restarts", "Workers restarted",
                                        registry=r)
 

@@ -98,12 +98,13 @@ async def test_burst_picks_smaller_subnets_and_bigger_batches(server, data):
                                        for b, h in bodies))
     assert all(r.status == 200 for r in idle)
     served = [r for r in burst if r.status == 200]
-    assert len(served) >= 50, [r.reason for r in burst[:5]]
+    assert len(served) >= 50, [r.reason for r in burst if r.status != 200][:5]
     acc_idle = np.mean([r.params["accuracy"] for r in idle])
     acc_burst = np.mean([r.params["accuracy"] for r in served])
-    assert acc_burst < acc_idle
-    assert np.mean([r.params["batch_size"] for r in served]) > \
-        np.mean([r.params["batch_size"] for r in idle])
+    batch_idle = np.mean([r.params["batch_size"] for r in idle])
+    batch_burst = np.mean([r.params["batch_size"] for r in served])
+    assert acc_burst < acc_idle and batch_burst > batch_idle, \
+        (acc_idle, acc_burst, batch_idle, batch_burst, len(served))
 
 
 async def test_impossible_deadline_is_504_at_once(server, data):
