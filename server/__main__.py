@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import logging
 import sys
 
@@ -13,6 +14,7 @@ EXAMPLES = """examples:
   python -m server --gpus 0,1,2,3               # one worker per CUDA device
   python -m server --policy fixed:<subnet>      # Clipper+-style static subnet (names: GET /v2/models/default)
   python -m server --policy gears:results/plan.json
+  python -m server --supernet runs/x.pt         # no cached profile yet: profiles first
   python -m server bench                        # overhead p50/p99 and max request rate
 """
 
@@ -42,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spin-us", type=float, default=1000.0,
                    help="worker and loop poll the rings this long around each batch instead "
                         "of sleeping (a wake-up costs ~100 us here); 0: always sleep")
+    p.add_argument("--profile-args", default="",
+                   help="extra arguments for `python -m models profile` when the server must "
+                        "profile at start (no cached profile for this device), e.g. "
+                        "'--candidates 12 --budget-s 0.1'")
     p.add_argument("--warmup-batches", help="comma-separated batch sizes to warm (default all)")
     return p
 
@@ -64,7 +70,8 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         policy=a.policy, slo_ms=a.slo_ms, host=a.host, port=a.port, max_queue=a.max_queue,
         max_batch=a.max_batch, bucket_ms=a.bucket_ms, max_body_mb=a.max_body_mb,
         margin_ms=a.margin_ms,
-        threads_per_worker=a.threads, spin_us=a.spin_us, warmup_batches=warm)
+        threads_per_worker=a.threads, spin_us=a.spin_us, warmup_batches=warm,
+        profile_args=tuple(shlex.split(a.profile_args)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import uvloop
 
-    from server.runner import serve
+    from server.runner import ensure_profile, serve
+    ensure_profile(cfg)
     uvloop.run(serve(cfg))
 
 

@@ -22,6 +22,8 @@ class ServerConfig:
     spin_us: float = 1000.0               # poll instead of sleeping this long (workers/pool.py)
     model_name: str = "default"           # the v2 model name clients address
     warmup_batches: tuple[int, ...] | None = None   # restrict warm-up (tests); None = all
+    profile_args: tuple[str, ...] = ()    # extra `python -m models profile` arguments, used
+                                          # when no cached profile exists at start
 
 
 def parse_devices(gpus: str | None, cpus: int | None) -> tuple[str, ...]:

@@ -25,6 +25,30 @@ def profile_file(cfg: ServerConfig):
     return zoo.profile_path(cfg.supernet, cfg.devices[0], weights=cfg.weights)
 
 
+def ensure_profile(cfg: ServerConfig) -> None:
+    """No cached profile for this supernet on this device kind: make one now, with the one
+    profiler there is (`python -m models profile`, its progress bars on stderr), and cache it
+    beside the weights for the next start. Runs before the server listens: it is not ready
+    until it knows what its subnets cost here. A failed profile stops the start."""
+    import subprocess
+    import sys
+    path = profile_file(cfg)
+    if path.exists():
+        return
+    cmd = [sys.executable, "-m", "models", "profile", "--supernet", cfg.supernet,
+           "--device", cfg.devices[0], "--threads", str(cfg.threads_per_worker),
+           *(["--weights", cfg.weights] if cfg.weights else []), *cfg.profile_args]
+    print(f"superserve: no cached profile for {cfg.supernet!r} on {cfg.devices[0]} "
+          f"({path}); profiling now: {' '.join(cmd[1:])}", flush=True)
+    t0 = time.monotonic()
+    code = subprocess.run(cmd).returncode
+    if code != 0 or not path.exists():
+        raise SystemExit(f"superserve: profiling failed (exit status {code}); run "
+                         f"`{' '.join(cmd[1:])}` to see why")
+    print(f"superserve: profiled in {time.monotonic() - t0:.0f} s; cached at {path}",
+          flush=True)
+
+
 def load_profile(cfg: ServerConfig) -> Profile:
     """The cached profile for this supernet on this kind of device; a missing one is a clear
     error naming the `python -m models profile` command that makes it."""

@@ -231,3 +231,38 @@ async def test_cascade_answers_carry_the_cascade_estimate(data):
     assert all(r.status == 200 for r in replies), [r.reason for r in replies]
     assert {r.params["subnet"] for r in replies} == {small, big}   # both stages answered
     assert all(abs(r.params["accuracy"] - want) < 1e-9 for r in replies)
+
+
+async def test_profiles_at_start_when_no_profile_is_cached(tmp_path, data):
+    """DESIGN: the server loads a cached profile for its device or profiles at start."""
+    import shutil
+
+    from models import zoo
+    from models.profile_format import Profile
+    ckpt = tmp_path / "fresh.pt"
+    shutil.copy(zoo.weights_path("default"), ckpt)
+    quick = "--candidates 3 --batch-sizes 1,2 --budget-s 0.01 --rounds 1 --calib-samples 200"
+    with ServerProcess(["--supernet", str(ckpt), "--profile-args", quick]) as s:
+        assert "profiling now" in s.output()
+        prof = Profile.load(tmp_path / "fresh.cpu.json")
+        assert prof.accuracy_source == "measured" and prof.batch_sizes == (1, 2)
+        async with aiohttp.ClientSession() as sess:
+            async with sess.get(f"{s.url}/v2/models/default") as r:
+                meta = await r.json()
+            served = {x["name"] for x in meta["parameters"]["subnets"]}
+            assert served == {x.name for x in prof.subnets}
+            raw, hdr = encode(data[0][:2])
+            r = await infer(sess, s.url, raw, hdr, deadline_ms=5000)
+        assert r.status == 200 and r.params["subnet"] in served
+    with ServerProcess(["--supernet", str(ckpt)]) as s:     # the next start uses the cache
+        assert "profiling now" not in s.output()
+
+
+def test_a_failed_profile_at_start_stops_the_start_clearly(tmp_path):
+    import shutil
+
+    from models import zoo
+    ckpt = tmp_path / "fresh.pt"
+    shutil.copy(zoo.weights_path("default"), ckpt)
+    with pytest.raises(RuntimeError, match="profiling failed"):
+        ServerProcess(["--supernet", str(ckpt), "--profile-args", "--candidates many"]).start()
