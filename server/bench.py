@@ -41,11 +41,10 @@ async def _closed_loop(url: str, request: bytes, seconds: float, conns: int) -> 
     return rate
 
 
-async def _open_loop(url: str, request: bytes, rate: float, seconds: float, seed: int = 0):
+async def _poisson(client: RawClient, request: bytes, rate: float, seconds: float,
+                   seed: int = 0) -> list[RawReply]:
     """Poisson arrivals at `rate`; each request leaves on time, on an idle connection."""
-    rng = np.random.default_rng(seed)
-    times = np.cumsum(rng.exponential(1 / rate, int(rate * seconds)))
-    client = RawClient.for_url(url)
+    times = np.cumsum(np.random.default_rng(seed).exponential(1 / rate, int(rate * seconds)))
     await client.warm(16)
     t0 = time.perf_counter()
     tasks = []
@@ -56,7 +55,66 @@ async def _open_loop(url: str, request: bytes, rate: float, seconds: float, seed
         tasks.append(asyncio.ensure_future(client.post(request)))
     replies = await asyncio.gather(*tasks)
     client.close()
+    return replies
+
+
+async def _open_loop(url: str, request: bytes, rate: float, seconds: float):
+    replies = await _poisson(RawClient.for_url(url), request, rate, seconds)
     return [_params(r) for r in replies if r.status == 200]
+
+
+# The same request through a bare aiohttp handler that answers at once (no queue, no worker):
+# what the HTTP stack and the client cost on this machine at the same rate. The server's own
+# cost is what it adds on top.
+_ECHO = """
+import sys, uvloop
+from aiohttp import web
+async def echo(request):
+    body = await request.read()
+    return web.Response(body=body[:64], headers={"Inference-Header-Content-Length": "0"})
+app = web.Application()
+app.router.add_post("/v2/models/default/infer", echo)
+web.run_app(app, host="127.0.0.1", port=0, access_log=None, loop=uvloop.new_event_loop(),
+            print=None, handle_signals=True)
+"""
+
+
+async def _echo_floor(request: bytes, rate: float, seconds: float) -> np.ndarray:
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", _ECHO])
+    try:
+        port = None
+        for _ in range(200):                 # find the port it bound (port 0: any free one)
+            port = _listening_port(proc.pid)
+            if port:
+                break
+            await asyncio.sleep(0.05)
+        if not port:
+            raise RuntimeError("the echo server did not start")
+        replies = await _poisson(RawClient("127.0.0.1", port), request, rate, seconds)
+        return np.array([r.latency_s * 1e3 for r in replies])
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def _listening_port(pid: int) -> int | None:
+    import os
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        with open("/proc/net/tcp") as f:
+            for line in list(f)[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:      # 0A: LISTEN
+                    return int(cols[1].split(":")[1], 16)
+    except OSError:
+        return None
+    return None
 
 
 def _params(r: RawReply) -> tuple[float, dict]:
@@ -92,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         model_rps = max(b / small.latency(b) for b in profile.batch_sizes)
         rate = a.rate or 0.5 * min(max_rps, model_rps)
         ok = uvloop.run(_open_loop(srv.url, request, rate, a.seconds))
+    floor = uvloop.run(_echo_floor(request, rate, a.seconds))
     e2e = np.array([lat * 1e3 for lat, _ in ok])
     raw = e2e - np.array([p["compute_ms"] for _, p in ok])
     # Waiting for a busy worker is queueing, not the server's cost: take it out too.
@@ -106,11 +165,15 @@ def main(argv: list[str] | None = None) -> None:
            "e2e_minus_compute_ms_p50": round(float(np.percentile(raw, 50)), 3),
            "e2e_minus_compute_ms_p99": round(float(np.percentile(raw, 99)), 3),
            "e2e_ms_p50": round(float(np.percentile(e2e, 50)), 3),
+           "http_floor_ms_p50": round(float(np.percentile(floor, 50)), 3),
+           "http_floor_ms_p99": round(float(np.percentile(floor, 99)), 3),
            "rate_rps": round(rate, 1), "answered": len(ok), "max_rps": round(max_rps, 1),
            "subnet": small.name}
     print(f"at {rate:.0f} req/s (~50% of capacity): end-to-end minus compute p50 "
           f"{fig['e2e_minus_compute_ms_p50']} ms, p99 {fig['e2e_minus_compute_ms_p99']} ms; "
           f"less queueing (overhead): p50 {fig['overhead_ms_p50']} ms, p99 "
           f"{fig['overhead_ms_p99']} ms (targets: < 1 ms, < 3 ms); inside the server alone: "
-          f"p50 {fig['server_overhead_ms_p50']} ms, p99 {fig['server_overhead_ms_p99']} ms")
+          f"p50 {fig['server_overhead_ms_p50']} ms, p99 {fig['server_overhead_ms_p99']} ms; "
+          f"a bare aiohttp handler answering at once, same client and rate: p50 "
+          f"{fig['http_floor_ms_p50']} ms, p99 {fig['http_floor_ms_p99']} ms")
     print(json.dumps(fig))
