@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spin-us", type=float, default=1000.0,
                    help="worker and loop poll the rings this long around each batch instead "
                         "of sleeping (a wake-up costs ~100 us here); 0: always sleep")
+    p.add_argument("--watchdog-s", type=float, default=2.0,
+                   help="a worker holding a batch this long past 10x its profiled time is "
+                        "hung: killed, its requests re-queued or answered 503, restarted "
+                        "(0: never)")
     p.add_argument("--profile-args", default="",
                    help="extra arguments for `python -m models profile` when the server must "
                         "profile at start (no cached profile for this device), e.g. "
@@ -54,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
     if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1 or a.margin_ms < 0 \
-            or a.spin_us < 0:
+            or a.spin_us < 0 or a.watchdog_s < 0:
         raise SystemExit("--slo-ms, --max-queue, --bucket-ms and --threads must be positive, "
-                         "--margin-ms and --spin-us not negative")
+                         "--margin-ms, --spin-us and --watchdog-s not negative")
     if a.gpus is not None:
         import torch  # only here: the CPU path never pays for a CUDA probe
         if not torch.cuda.is_available():
@@ -70,7 +74,8 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         policy=a.policy, slo_ms=a.slo_ms, host=a.host, port=a.port, max_queue=a.max_queue,
         max_batch=a.max_batch, bucket_ms=a.bucket_ms, max_body_mb=a.max_body_mb,
         margin_ms=a.margin_ms,
-        threads_per_worker=a.threads, spin_us=a.spin_us, warmup_batches=warm,
+        threads_per_worker=a.threads, spin_us=a.spin_us, watchdog_s=a.watchdog_s,
+        warmup_batches=warm,
         profile_args=tuple(shlex.split(a.profile_args)))
 
 

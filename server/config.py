@@ -20,6 +20,7 @@ class ServerConfig:
     max_body_mb: float = 32.0             # bodies above it: 413
     threads_per_worker: int = 1           # torch threads of each CPU worker
     spin_us: float = 1000.0               # poll instead of sleeping this long (workers/pool.py)
+    watchdog_s: float = 2.0               # a batch held this long past 10x its profile: hung
     model_name: str = "default"           # the v2 model name clients address
     warmup_batches: tuple[int, ...] | None = None   # restrict warm-up (tests); None = all
     profile_args: tuple[str, ...] = ()    # extra `python -m models profile` arguments, used

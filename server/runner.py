@@ -85,7 +85,7 @@ class Server:
             list(cfg.devices), cfg.supernet, profile=self.profile, weights=cfg.weights,
             threads_per_worker=cfg.threads_per_worker, max_batch=self.max_batch,
             warmup_batches=cfg.warmup_batches, separate_models=cfg.policy == "infaas",
-            spin_us=cfg.spin_us,
+            spin_us=cfg.spin_us, watchdog_s=cfg.watchdog_s,
             on_result=self._on_result, on_failure=self._on_failure, on_ready=self._on_ready)
         self.dispatcher = Dispatcher(policy=self.policy, profile=self.profile, pool=self.pool,
                                      metrics=self.metrics, max_queue=cfg.max_queue,

@@ -17,6 +17,10 @@ the worker polls its request ring for spin_us after each batch before sleeping, 
 polls a worker's response ring, between other events, from just before the batch's expected end
 (`submit(..., expect_s=)`) until spin_us after it; the eventfd still wakes it otherwise.
 
+Hangs: a batch still unanswered `watchdog_s + 10 x expect_s` after submit means a worker that
+is alive but stuck (a deadlock, a runaway kernel); the pool kills it, and the exit path below
+takes over, so its requests are answered or re-queued rather than held forever.
+
 Liveness: each worker's pidfd is watched by the loop (readable when the process exits). On an
 exit the pool first delivers every reply already in the response ring, then reports the batches
 still held, unlinks that worker's rings, and starts a new process with fresh rings (after a
@@ -91,6 +95,7 @@ class _Worker:
         self.info: dict = {}
         self.restart_timer: asyncio.TimerHandle | None = None
         self.poll_timer: asyncio.TimerHandle | None = None
+        self.watchdogs: dict[int, asyncio.TimerHandle] = {}   # batch id -> hang timer
         self.poll_until = 0.0
 
 
@@ -106,7 +111,7 @@ class WorkerPool:
                  warmup_subnets: Sequence[str] | None = None,
                  separate_models: bool = False, subnet_dir: str | Path | None = None,
                  n_slots: int = 2, slot_bytes: int | None = None, loader: str = "models",
-                 spin_us: float = 0.0,
+                 spin_us: float = 0.0, watchdog_s: float = 0.0,
                  start_timeout: float = 900.0,
                  on_result: Callable[[BatchResult], None] = _nop,
                  on_failure: Callable[[int, SlotHeader], None] = _nop,
@@ -119,7 +124,9 @@ class WorkerPool:
         `<subnet_dir>/<subnet>.pt` whenever a batch says load=True (without subnet_dir, the
         pool extracts the profile's subnets into a temporary directory of its own).
         loader: "models" (the zoo) or a stand-in module for tests (see workers/loader.py).
-        spin_us: how long each side polls instead of sleeping (see the module's doc); 0: never."""
+        spin_us: how long each side polls instead of sleeping (see the module's doc); 0: never.
+        watchdog_s: kill a worker holding a batch this long past 10x its expected time (a
+        hang); 0: never."""
         if not devices:
             raise ValueError("a pool needs at least one device")
         for d in devices:
@@ -129,8 +136,9 @@ class WorkerPool:
             raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
         if n_slots < 1:
             raise ValueError(f"n_slots must be >= 1, got {n_slots}")
-        if spin_us < 0:
-            raise ValueError(f"spin_us must be >= 0, got {spin_us}")
+        if spin_us < 0 or watchdog_s < 0:
+            raise ValueError(f"spin_us and watchdog_s must be >= 0, got {spin_us}, {watchdog_s}")
+        self.watchdog_s = watchdog_s
         self.spin_s = spin_us / 1e6
         self._polling: set[_Worker] = set()
         self._poll_handle: asyncio.Handle | None = None
@@ -261,6 +269,10 @@ class WorkerPool:
         w.in_flight[header.batch_id] = header
         if self.spin_s:
             self._poll_later(w, expect_s)
+        if self.watchdog_s:
+            w.watchdogs[header.batch_id] = self._loop.call_later(
+                self.watchdog_s + 10 * expect_s, self._hung, w, w.gen, header.batch_id,
+                expect_s)
         return header
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -355,7 +367,20 @@ class WorkerPool:
         self._loop.add_reader(fd, self._on_replies, w)
         self._loop.add_reader(w.pidfd, self._on_exit, w)
 
+    def _hung(self, w: _Worker, gen: int, batch_id: int, expect_s: float) -> None:
+        w.watchdogs.pop(batch_id, None)
+        if gen != w.gen or batch_id not in w.in_flight or w.proc is None \
+                or w.proc.poll() is not None:
+            return
+        log.error("worker %d (%s) has held batch %d for %.1f s (expected %.1f ms): hung; "
+                  "killing it", w.id, w.device, batch_id, self.watchdog_s + 10 * expect_s,
+                  expect_s * 1e3)
+        w.proc.kill()                    # its pidfd turns readable: _on_exit does the rest
+
     def _teardown(self, w: _Worker) -> None:
+        for t in w.watchdogs.values():
+            t.cancel()
+        w.watchdogs.clear()
         self._polling.discard(w)
         if w.poll_timer is not None:
             w.poll_timer.cancel()
@@ -467,6 +492,9 @@ class WorkerPool:
             if result is None:
                 self._on_control(w, h.extra or {})
                 continue
+            t = w.watchdogs.pop(result.batch_id, None)
+            if t is not None:
+                t.cancel()
             if w.in_flight.pop(result.batch_id, None) is None:
                 log.warning("worker %d replied to unknown batch %d", w.id, result.batch_id)
                 continue

@@ -231,6 +231,34 @@ async def test_worker_killed_mid_batch_is_reported_and_replaced():
     assert names.entries_of(os.getpid()) == []
 
 
+async def test_hung_worker_is_killed_its_batch_reported_and_it_is_replaced():
+    """A worker alive but stuck on a batch (the 3 s 'slow' subnet, profiled at 0.1 ms) is
+    killed by the watchdog; then it is the killed-worker path: reported, restarted."""
+    ev = Events()
+    pool = make_pool(ev, watchdog_s=0.5)
+    await pool.start()
+    try:
+        old = pool.workers[0].pid
+        # A normal batch well inside its limit is not touched.
+        pool.submit(0, batch_id=1, request_ids=[1], subnet="big", n=1, buffers=[batch(1)],
+                    expect_s=0.0001)
+        assert (await asyncio.wait_for(ev.results.get(), 30)).batch_id == 1
+        t0 = time.monotonic()
+        h = pool.submit(0, batch_id=2, request_ids=[7], subnet="slow", n=1, buffers=[batch(1)],
+                        expect_s=0.0001)
+        wid, failed = await asyncio.wait_for(ev.failures.get(), 10)
+        waited = time.monotonic() - t0
+        assert wid == 0 and failed == h and 0.5 <= waited < 2.5, waited
+        assert await asyncio.wait_for(ev.ready.get(), 60) == 0
+        assert pool.workers[0].pid != old and pool.workers[0].restarts == 1
+        pool.submit(0, batch_id=3, request_ids=[1], subnet="big", n=1, buffers=[batch(1)])
+        assert (await asyncio.wait_for(ev.results.get(), 30)).batch_id == 3
+        assert ev.failures.empty()
+    finally:
+        await pool.close()
+    assert names.entries_of(os.getpid()) == []
+
+
 async def test_separate_models_are_loaded_from_disk():
     ev = Events()
     pool = make_pool(ev, separate_models=True)
@@ -270,7 +298,7 @@ def test_bad_arguments():
         WorkerPool(["gpu0"], "tiny", profile=prof, loader=LOADER)
     with pytest.raises(ValueError, match="at least one device"):
         WorkerPool([], "tiny", profile=prof, loader=LOADER)
-    with pytest.raises(ValueError, match="spin_us must be >= 0"):
+    with pytest.raises(ValueError, match="must be >= 0"):
         WorkerPool(["cpu"], "tiny", profile=prof, loader=LOADER, spin_us=-1)
 
 
