@@ -44,6 +44,15 @@ def capacity(profile: Profile, workers: int) -> float:
     return workers * max(b / s.latency(b) for s in profile.subnets)
 
 
+def busy_share(rec: Records, profile: Profile, duration: float, workers: int = 1) -> float:
+    """How much of the workers' time the served batches took, by the profile: each request
+    carries 1/batch of its batch's latency (a multi-sample request slightly more)."""
+    lat = {s.name: s for s in profile.subnets}
+    busy = sum(lat[rec.subnets[c]].latency(int(b)) / b
+               for c, b in zip(rec.subnet.tolist(), rec.batch.tolist()) if c >= 0 and b > 0)
+    return busy / (duration * workers)
+
+
 def compare(trace: Trace, specs: Sequence[str], runner: Runner, *, progress: bool = True,
             keep: bool = False) -> list[dict]:
     """One summary row per policy (with its Records under "records" when `keep`)."""

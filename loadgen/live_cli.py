@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from loadgen.cli import add_sim_args, add_trace_args, load_profile, policy_params, trace_from_args
-from loadgen.compare import capacity, format_table, sim_runner, write_rows
+from loadgen.compare import busy_share, capacity, format_table, sim_runner, write_rows
 from loadgen.live import live_runner, replay_trace
 from loadgen.report import format_summary, summarize, write_report
 from loadgen.traces import SAMPLE_MAF, gamma_trace, maf_trace
@@ -57,14 +57,17 @@ def run_validate(a: argparse.Namespace) -> int:
     sim = sim_runner(profile, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise, seed=a.seed,
                      **policy_params(a))
     live = live_runner(slo_ms=a.slo_ms, server_args=["--cpus", str(a.workers)])
-    rows, gaps_att, gaps_acc = [], [], []
+    rows, gaps_att, gaps_acc, busy = [], [], [], {}
     for name, rate in zip(("light", "heavy"), (float(x) for x in a.rates.split(",")),
                           strict=True):
         trace = gamma_trace(rate, a.cv2, a.duration, a.seed)
         for mode, run in (("sim", sim), ("live", live)):
-            s = summarize(run(trace, a.policy), trace.duration)
+            rec = run(trace, a.policy)
+            s = summarize(rec, trace.duration)
             rows.append({"policy": f"{a.policy} {name} {mode}",
                          "rate": round(trace.mean_rate, 1), **s})
+            if mode == "sim":     # how heavy "heavy" is: the worker's busy share, simulated
+                busy[name] = round(busy_share(rec, profile, trace.duration, a.workers), 2)
         sm, lv = rows[-2], rows[-1]
         gaps_att.append(abs(sm["slo_attainment"] - lv["slo_attainment"]) * 100)
         gaps_acc.append(abs((sm["mean_serving_accuracy"] or 0) -
@@ -73,11 +76,14 @@ def run_validate(a: argparse.Namespace) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     write_rows(rows, a.out / "validate.csv")
     speed = speed_benchmark(profile)
+    print(f"simulated busy share of the worker(s): light {busy['light']:.0%}, heavy "
+          f"{busy['heavy']:.0%}")
     print(f"simulator: 120 s at 30,000 q/s on 32 workers in {speed['sim_seconds']:.1f} s")
     print(json.dumps({"attainment_gap_pts": round(max(gaps_att), 2),
                       "accuracy_gap_pts": round(max(gaps_acc), 2),
                       "sim_seconds_120s_30kqps_32w": round(speed["sim_seconds"], 2),
-                      "policy": a.policy, "capacity_rps": round(cap, 1)}))
+                      "policy": a.policy, "capacity_rps": round(cap, 1),
+                      "sim_busy_share": busy}))
     return 0
 
 

@@ -53,3 +53,18 @@ def test_sweep_covers_the_grid_and_writes_csv(tmp_path):
 def test_capacity_uses_the_fastest_subnet_at_the_largest_batch():
     prof = synthetic_profile(subnets=2)      # syn0 at 32: 1 + 0.3 * 32 = 10.6 ms
     assert capacity(prof, 2) == pytest.approx(2 * 32 / 0.0106)
+
+
+def test_busy_share_counts_each_batch_once_from_the_profile():
+    from loadgen.compare import busy_share
+    prof = synthetic_profile(subnets=3)
+    s0, s2 = prof.subnets[0], prof.subnets[2]
+    # One batch of 4 on subnet 0, one of 1 on subnet 2, one dropped request: 2 s on 2 workers.
+    rows = [{"arrival": 0.0, "deadline": 1.0, "finish": 0.5, "status": "ok", "subnet": s0.name,
+             "batch": 4} for _ in range(4)]
+    rows += [{"arrival": 0.1, "deadline": 1.0, "finish": 0.6, "status": "ok",
+              "subnet": s2.name, "batch": 1},
+             {"arrival": 0.2, "deadline": 0.3, "finish": 0.2, "status": "dropped"}]
+    rec = Records.from_rows(rows)
+    want = (s0.latency(4) + s2.latency(1)) / (2.0 * 2)
+    assert busy_share(rec, prof, 2.0, workers=2) == pytest.approx(want)
