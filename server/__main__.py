@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import logging
+import shlex
 import sys
 
 from server.config import ServerConfig, parse_devices

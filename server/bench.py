@@ -79,7 +79,7 @@ web.run_app(app, host="127.0.0.1", port=0, access_log=None, loop=uvloop.new_even
 """
 
 
-async def _echo_floor(request: bytes, rate: float, seconds: float) -> np.ndarray:
+def _echo_floor(request: bytes, rate: float, seconds: float) -> np.ndarray:
     import subprocess
     import sys
     proc = subprocess.Popen([sys.executable, "-c", _ECHO])
@@ -89,10 +89,10 @@ async def _echo_floor(request: bytes, rate: float, seconds: float) -> np.ndarray
             port = _listening_port(proc.pid)
             if port:
                 break
-            await asyncio.sleep(0.05)
+            time.sleep(0.05)
         if not port:
             raise RuntimeError("the echo server did not start")
-        replies = await _poisson(RawClient("127.0.0.1", port), request, rate, seconds)
+        replies = uvloop.run(_poisson(RawClient("127.0.0.1", port), request, rate, seconds))
         return np.array([r.latency_s * 1e3 for r in replies])
     finally:
         proc.terminate()
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         model_rps = max(b / small.latency(b) for b in profile.batch_sizes)
         rate = a.rate or 0.5 * min(max_rps, model_rps)
         ok = uvloop.run(_open_loop(srv.url, request, rate, a.seconds))
-    floor = uvloop.run(_echo_floor(request, rate, a.seconds))
+    floor = _echo_floor(request, rate, a.seconds)
     e2e = np.array([lat * 1e3 for lat, _ in ok])
     raw = e2e - np.array([p["compute_ms"] for _, p in ok])
     # Waiting for a busy worker is queueing, not the server's cost: take it out too.
