@@ -107,6 +107,7 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
             return error(ans.status, ans.reason, headers=headers)
         params = {"subnet": ans.subnet, "accuracy": ans.accuracy,
                   "queue_ms": round(ans.queue_ms, 3), "compute_ms": round(ans.compute_ms, 3),
+                  "dispatch_ms": round(ans.dispatch_ms, 3),
                   "latency_ms": round((time.monotonic() - arrival) * 1e3, 3),
                   "batch_size": ans.batch, "deadline_met": ans.deadline_met,
                   "deadline_ms": budget_ms}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-_MS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+_MS_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class Metrics:
@@ -15,6 +15,9 @@ class Metrics:
                                     buckets=_MS_BUCKETS, registry=r)
         self.compute_time = Histogram("superserve_compute_seconds", "Worker compute per batch",
                                       buckets=_MS_BUCKETS, registry=r)
+        self.dispatch_time = Histogram(
+            "superserve_dispatch_seconds", "Dispatch to reply minus the worker's compute: "
+            "rings, wake-ups, worker bookkeeping", buckets=_MS_BUCKETS, registry=r)
         self.latency = Histogram("superserve_latency_seconds", "Arrival to answer",
                                  buckets=_MS_BUCKETS, registry=r)
         self.batch_size = Histogram("superserve_batch_size", "Samples per dispatched batch",

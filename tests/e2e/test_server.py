@@ -76,6 +76,7 @@ async def test_served_with_subnet_and_accuracy(server, data):
     p = body["parameters"]
     assert p["subnet"] in subnets and p["accuracy"] == subnets[p["subnet"]]
     assert p["deadline_met"] is True and p["compute_ms"] > 0 and body["id"] == "r1"
+    assert 0 <= p["dispatch_ms"] < p["latency_ms"] - p["compute_ms"]
     logits = np.array(body["outputs"][0]["data"]).reshape(4, -1)
     assert body["outputs"][0]["shape"] == [4, meta["outputs"][0]["shape"][1]]
     assert (logits.argmax(1) == np.array(body["outputs"][1]["data"])).all()
@@ -148,7 +149,8 @@ async def test_metrics_parse_as_prometheus(server, data):
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     for name in ("superserve_requests", "superserve_queue_seconds", "superserve_compute_seconds",
                  "superserve_batch_size", "superserve_subnet_choices",
-                 "superserve_deadline_misses", "superserve_drops"):
+                 "superserve_deadline_misses", "superserve_drops", "superserve_dispatch_seconds",
+                 "superserve_margin_seconds"):
         assert name in fams, sorted(fams)
     ok = [s for s in fams["superserve_requests"].samples
           if s.labels.get("outcome") == "ok" and s.name.endswith("_total")]
