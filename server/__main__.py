@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, help="samples per batch (default: profile's largest)")
     p.add_argument("--bucket-ms", type=float, default=5.0, help="SlackFit latency-bucket width")
     p.add_argument("--margin-ms", type=float, default=3.0,
-                   help="time the policy reserves for dispatch and the answer's way back "
-                        "(the profile times the model alone)")
+                   help="fixed time the policy reserves for the HTTP stack; the measured "
+                        "overrun of recent batches (p95) is added on top (server/margin.py)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="larger bodies get 413")
     p.add_argument("--threads", type=int, default=1, help="torch threads per CPU worker")
     p.add_argument("--spin-us", type=float, default=1000.0,
