@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from loadgen.records import Records
 from loadgen.replay import LiveRecord, replay
 from loadgen.traces import Trace
@@ -47,7 +45,3 @@ def live_runner(*, slo_ms: float, server_args: Sequence[str] = (), progress: boo
 
     return run
 
-
-def measured_accuracy(rec: Records) -> float | None:
-    known = rec.correct[rec.correct >= 0]
-    return float(np.mean(known)) if len(known) else None

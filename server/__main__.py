@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per CPU worker")
     p.add_argument("--spin-us", type=float, default=1000.0,
                    help="worker and loop poll the rings this long around each batch instead "
-                        "of sleeping (a wake-up costs ~100 us here); 0: always sleep")
+                        "of sleeping (wake-ups are slow here: python -m shm bench); "
+                        "0: always sleep")
     p.add_argument("--watchdog-s", type=float, default=2.0,
                    help="a worker holding a batch this long past 10x its profiled time is "
                         "hung: killed, its requests re-queued or answered 503, restarted "

@@ -44,7 +44,6 @@ class Answer:
 class Pending:
     data: memoryview                  # the request's input bytes, written once into the ring
     future: asyncio.Future
-    dispatched_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -92,7 +91,6 @@ class Dispatcher:
         self.rate.observe(req.arrival)
         self.awake.touch()
         self.queue.push(req)
-        self.metrics.queue_depth.set(len(self.queue))
         self.pump()
 
     # --- worker events -------------------------------------------------------------------
@@ -115,7 +113,7 @@ class Dispatcher:
         self.metrics.compute_time.observe(res.compute_ms / 1e3)
         # The rings, both wake-ups (or polls) and the worker's bookkeeping: the dispatch path
         # the design wants sub-millisecond.
-        dispatch_s = max(0.0, now - fl.sent_at - (res.compute_ms + res.load_ms) / 1e3)
+        dispatch_s = max(0.0, now - fl.sent_at - res.compute_ms / 1e3)   # compute incl. load
         self.metrics.dispatch_time.observe(dispatch_s)
         self.margin.observe(now - fl.sent_at - fl.decision.expected_s)
         self.metrics.margin.set(self.margin.seconds)
@@ -134,7 +132,7 @@ class Dispatcher:
                 200, logits=res.logits[rows], subnet=subnet,
                 accuracy=cascade_acc if cascade_acc is not None else
                 self._accuracy.get(subnet, 0.0),
-                queue_ms=(req.payload.dispatched_at - req.arrival) * 1e3,
+                queue_ms=(fl.sent_at - req.arrival) * 1e3,
                 compute_ms=res.compute_ms, dispatch_ms=dispatch_s * 1e3,
                 batch=len(res.logits), deadline_met=met),
                 outcome="ok" if met else "late")
@@ -154,14 +152,12 @@ class Dispatcher:
         """A worker died: re-queue what it held if the deadline still allows, else 503."""
         self.idle.pop(wid, None)
         self.loaded[wid] = None
-        self.metrics.worker_restarts.inc()
         fl = self.inflight.pop(wid, None)
         if fl is None:
             return
         now = self.clock()
         for req in fl.requests:
-            if req.deadline - now >= self.min_latency:
-                req.attempts += 1
+            if req.deadline - (now + self.margin.seconds) >= self.min_latency:   # as pump does
                 self.queue.push(req)
             else:
                 self._answer(req, Answer(503, reason="the worker serving this request died and "
@@ -174,6 +170,9 @@ class Dispatcher:
         now = self.clock()
         while self.idle and len(self.queue):
             wid, loaded = next(iter(self.idle.items()))
+            if not self.pool.is_ready(wid):   # died while idle: it rejoins via worker_ready
+                del self.idle[wid]
+                continue
             view = WorkerView(id=wid, loaded=loaded, arrival_rate=self.rate.rate(now),
                               window_arrivals=self.rate.window_count(now))
             dropped, decision, batch = next_batch(now + self.margin.seconds, self.queue, view,
@@ -190,7 +189,6 @@ class Dispatcher:
     def _send(self, wid: int, decision: Decision, batch: list[Request], now: float) -> None:
         batch_id = next(self._batch_ids)
         for req in batch:
-            req.payload.dispatched_at = now
             self.metrics.queue_time.observe(now - req.arrival)
         n = sum(r.n for r in batch)
         self.metrics.batch_size.observe(n)

@@ -1,7 +1,8 @@
 """KeepAwake: the event loop polls, instead of sleeping, for a while after each arrival.
 
-Waking a sleeping event loop costs ~100-200 µs on this VM (the kernel must wake the idle
-vCPU), paid by the next request, and again by the request after. While busy, a loop that
+Waking a sleeping process is slow on this VM (the kernel must wake the idle vCPU;
+`python -m shm bench` shows ~170 µs per round trip between sleeping and polling), and the
+next request pays it, and the request after. While busy, a loop that
 keeps polling (its selector called with a zero timeout, every socket and timer served as
 usual) answers the next arrival at once. It costs a core while it spins, so it spins only for
 `spin_s` after the last arrival: under load it never sleeps, when idle it sleeps as before.
@@ -9,6 +10,7 @@ usual) answers the next arrival at once. It costs a core while it spins, so it s
 from __future__ import annotations
 
 import asyncio
+import time
 
 
 class KeepAwake:
@@ -22,15 +24,16 @@ class KeepAwake:
         """Keep polling until spin_s from now (no-op when spin_s is 0)."""
         if not self.spin_s:
             return
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
-        self._until = loop.time() + self.spin_s
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        # time.monotonic, not loop.time(): uvloop's clock ticks in whole milliseconds.
+        self._until = time.monotonic() + self.spin_s
         if self._handle is None:
-            self._handle = loop.call_soon(self._tick)
+            self._handle = self._loop.call_soon(self._tick)
 
     def _tick(self) -> None:
         # A ready callback makes the loop's next select non-blocking: that is the whole trick.
-        self._handle = self._loop.call_soon(self._tick) if self._loop.time() < self._until \
+        self._handle = self._loop.call_soon(self._tick) if time.monotonic() < self._until \
             else None
 
     @property

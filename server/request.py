@@ -12,5 +12,4 @@ class Request:
     arrival: float              # monotonic seconds (virtual seconds in the simulator)
     deadline: float             # absolute, same clock
     payload: Any = None         # server: input bytes + response future; simulator: None
-    attempts: int = 0           # dispatches so far (a crashed worker re-queues)
     meta: dict = field(default_factory=dict)

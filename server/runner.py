@@ -107,6 +107,7 @@ class Server:
 
     def _on_ready(self, wid: int) -> None:
         if self.state["ready"]:          # a restarted worker rejoins
+            self.metrics.worker_restarts.inc()
             self.dispatcher.worker_ready(wid)
 
     async def start(self) -> None:

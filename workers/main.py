@@ -77,12 +77,14 @@ def serve(cfg: WorkerConfig) -> int:
     # Poll for the next batch for a while before sleeping on the semaphore: under load the next
     # batch comes within microseconds of the reply, and waking a sleeping process (an idle vCPU
     # especially) costs tens to hundreds of microseconds.
-    spin = cfg.spin_us / 1e6
+    spin = 0.0                   # after a batch only, not after every idle timeout
     while True:
         if not req.wait(POLL_S, spin=spin):
+            spin = 0.0
             if not parent_alive(parent):
                 return 0
             continue
+        spin = cfg.spin_s
         slot = req.get()
         h = slot.header
         if h.batch_id == protocol.CONTROL:

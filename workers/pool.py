@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,8 +243,9 @@ class WorkerPool:
         Either a ready-made header, or its fields (dtype and per-sample shape from the profile).
         `buffers` are bytes-like and concatenate to exactly the batch's bytes (one per request,
         typically): they are copied once, into shared memory. expect_s: how long the batch should
-        take (the profile's figure), for when to poll for its reply. Raises WorkerNotReady, RingFull,
-        SlotTooSmall or ValueError (wrong sizes); never blocks."""
+        take (the profile's figure): when to poll for its reply, and the watchdog's limit.
+        Raises WorkerNotReady, RingFull, SlotTooSmall or ValueError (wrong sizes); never
+        blocks."""
         w = self._workers[worker_id]
         if not w.ready or self._closing:
             raise WorkerNotReady(f"worker {worker_id} ({w.device}) is not ready "
@@ -271,8 +273,7 @@ class WorkerPool:
             self._poll_later(w, expect_s)
         if self.watchdog_s:
             w.watchdogs[header.batch_id] = self._loop.call_later(
-                self.watchdog_s + 10 * expect_s, self._hung, w, w.gen, header.batch_id,
-                expect_s)
+                self.watchdog_s + 10 * expect_s, self._hung, w, header.batch_id, expect_s)
         return header
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -292,8 +293,6 @@ class WorkerPool:
         for w in self._workers:
             if w.restart_timer is not None:
                 w.restart_timer.cancel()
-            if w.poll_timer is not None:
-                w.poll_timer.cancel()
             if w.proc is not None and w.proc.poll() is None:
                 try:
                     w.req.put(protocol.stop_header(), [])
@@ -348,7 +347,7 @@ class WorkerPool:
             worker_id=w.id, device=w.device, parent_pid=os.getpid(), supernet=self.supernet,
             weights=self.weights, loader=self.loader, threads=self.threads, req=w.req.spec,
             resp=w.resp.spec, resp_fd=fd, profile_shm=self._profile_shm,
-            profile_bytes=self._profile_len, max_batch=self.max_batch, spin_us=self.spin_s * 1e6,
+            profile_bytes=self._profile_len, max_batch=self.max_batch, spin_s=self.spin_s,
             warmup_batches=self.warmup_batches, warmup_subnets=self.warmup_subnets,
             subnet_dir=str(self.subnet_dir) if self.subnet_dir else None,
             extract_subnets=self._own_subnet_dir)
@@ -367,10 +366,10 @@ class WorkerPool:
         self._loop.add_reader(fd, self._on_replies, w)
         self._loop.add_reader(w.pidfd, self._on_exit, w)
 
-    def _hung(self, w: _Worker, gen: int, batch_id: int, expect_s: float) -> None:
+    def _hung(self, w: _Worker, batch_id: int, expect_s: float) -> None:
+        # A reply or the worker's exit cancels this timer, so the batch is still held here.
         w.watchdogs.pop(batch_id, None)
-        if gen != w.gen or batch_id not in w.in_flight or w.proc is None \
-                or w.proc.poll() is not None:
+        if w.proc.poll() is not None:     # exited; its pidfd callback has not run yet
             return
         log.error("worker %d (%s) has held batch %d for %.1f s (expected %.1f ms): hung; "
                   "killing it", w.id, w.device, batch_id, self.watchdog_s + 10 * expect_s,
@@ -447,7 +446,8 @@ class WorkerPool:
         # Sleep through most of the batch (the worker needs the CPU more than we do), then poll
         # from a little before its expected end to spin_s after it.
         now = self._loop.time()
-        w.poll_until = now + expect_s + self.spin_s
+        # Deadline on time.monotonic (µs); uvloop's loop.time() ticks in whole milliseconds.
+        w.poll_until = time.monotonic() + expect_s + self.spin_s
         self._polling.discard(w)
         if w.poll_timer is not None:
             w.poll_timer.cancel()
@@ -468,12 +468,12 @@ class WorkerPool:
         # One look per loop iteration: sockets and timers are served in between (the loop's
         # selector is called with a zero timeout while this is scheduled).
         self._poll_handle = None
-        now = self._loop.time()
+        now = time.monotonic()
         for w in tuple(self._polling):
-            ring = w.resp
-            if ring is None or ring.closed or not w.in_flight or now > w.poll_until:
+            # _teardown takes a worker out of _polling before its rings close.
+            if not w.in_flight or now > w.poll_until:
                 self._polling.discard(w)
-            elif ring.published():
+            elif w.resp.published():
                 self._on_replies(w)   # the eventfd's count may lag the head: then next time
         if self._polling:
             self._poll_handle = self._loop.call_soon(self._poll)

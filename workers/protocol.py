@@ -40,7 +40,7 @@ class WorkerConfig:
     warmup_subnets: tuple[str, ...] | None = None   # None: every profiled subnet
     subnet_dir: str | None = None     # infaas: <dir>/<subnet>.pt, loaded on every switch
     extract_subnets: bool = False     # write missing <dir>/<subnet>.pt from the supernet
-    spin_us: float = 0.0              # poll the request ring this long before sleeping
+    spin_s: float = 0.0               # poll the request ring this long before sleeping
 
     def to_json(self) -> str:
         d = asdict(self)

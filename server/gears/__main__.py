@@ -266,13 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("results/gears_cost"))
     p.set_defaults(func=run_cost)
 
-    a = ap.parse_args(argv)
-    try:
-        return a.func(a)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+    from loadgen.cli import run_command
+    return run_command(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

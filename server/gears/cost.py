@@ -83,7 +83,8 @@ class CostStudy:
                           workers=workers, ranges=self.s.ranges,
                           target=self.s.target_attainment, cv2=self.s.plan_cv2,
                           sim_s=self.s.plan_sim_s, seed=self.s.seed, front=self._front,
-                          progress=False)
+                          max_stages=self.s.max_stages, thresholds=self.s.thresholds,
+                          ref_batch=self.s.ref_batch, progress=False)   # for the plan's meta
             self.plan_s += time.perf_counter() - t0
             p.save(path)
             spec = f"gears:{path}"

@@ -43,10 +43,9 @@ def test_profile_supernet_measures_and_keeps_the_pareto_set():
 
 def test_bench_reports_the_figures():
     r = bench.run(actuations=500, load_repeats=1, ablation=False)
-    for key in ("actuation_us_p50", "actuation_us_p99", "load_ms_p50", "actuation_speedup",
-                "memory_ratio", "pareto_accuracy_spread_pts", "pareto_latency_spread_x",
-                "supernet_params"):
-        assert key in r
+    assert 0 < r["actuation_us_p50"] <= r["actuation_us_p99"]
+    assert r["actuation_speedup"] > 1 and r["supernet_params"] > 0
+    assert r["pareto_accuracy_spread_pts"] > 0 and r["pareto_latency_spread_x"] > 1
     assert r["actuated_vs_extracted_max_abs_err"] < 1e-4
     assert r["memory_ratio"] > 1.0
     assert r["actuation_us_p50"] < r["load_ms_p50"] * 1e3

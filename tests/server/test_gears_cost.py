@@ -42,6 +42,11 @@ def test_cost_command_ends_with_the_ratios(tmp_path, capsys):
     if res["workers_gears"] is not None:
         hit = next(r for r in gears if r["workers"] == res["workers_gears"])
         assert hit["slo_attainment"] >= 0.99 and hit["mean_serving_accuracy"] >= 0.77
+    else:
+        assert not any(r["slo_attainment"] >= 0.99 and r["mean_serving_accuracy"] >= 0.77
+                       for r in gears)
+    assert json.loads((out / f"plan_{gears[0]['workers']}w.json").read_text())["meta"][
+        "max_stages"] == 2                      # what was searched, not the default
 
 
 def test_compare_runs_gears_and_static_cascades(tmp_path, capsys):

@@ -87,13 +87,14 @@ def test_spinning_wait_sees_a_slot_published_meanwhile(pair):
     import time
     prod, cons = pair
     assert not cons.published()
-    # Nothing comes: the spin gives up, then the wait times out; no slot is granted.
+    # Nothing comes: the spin gives up, then the wait times out (one after the other).
     t0 = time.perf_counter()
     assert cons.wait(0.05, spin=0.02) == 0
-    assert time.perf_counter() - t0 >= 0.05
-    # A slot published while the consumer spins is granted and read like any other.
-    threading.Timer(0.05, lambda: prod.put(hdr(7), [np.float32([7])])).start()
-    assert cons.wait(5.0, spin=2.0) == 1
+    assert time.perf_counter() - t0 >= 0.07
+    # A slot published while the consumer spins is granted and read like any other; the
+    # wait after the spin is shorter than the publisher's delay, so only the spin sees it.
+    threading.Timer(0.2, lambda: prod.put(hdr(7), [np.float32([7])])).start()
+    assert cons.wait(0.1, spin=2.0) == 1
     assert cons.published()
     s = cons.get()
     assert s.header.batch_id == 7 and s.array().tolist() == [7.0]

@@ -149,10 +149,12 @@ async def test_spinning_pool_answers_every_batch_and_stops_polling():
             x = batch(2, bid)
             pool.submit(0, batch_id=bid, request_ids=[bid], subnet="big", n=2, buffers=[x],
                         expect_s=expect_s)
+            if expect_s == 0.0:              # no lead time: the loop polls from the submit on
+                assert pool._polling and pool._poll_handle is not None
             r = await asyncio.wait_for(ev.results.get(), 30)
             assert r.ok and r.batch_id == bid
             np.testing.assert_allclose(r.logits, expected(16, x), rtol=1e-5, atol=1e-5)
-        await asyncio.sleep(0.01)          # past poll_until: the poll callback unschedules
+        await asyncio.sleep(0.01)          # nothing in flight: the next poll unschedules itself
         assert not pool._polling and pool._poll_handle is None
     finally:
         await pool.close()
