@@ -8,6 +8,7 @@ the accuracy the server reports.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import dataclass
 
@@ -70,6 +71,7 @@ async def replay(url: str, arrivals: np.ndarray, deadlines_ms: np.ndarray, x: np
     async with aiohttp.ClientSession(connector=conn,
                                      timeout=aiohttp.ClientTimeout(total=None)) as session:
         tasks = []
+        gc.freeze()   # a full collection mid-replay stalls the sender and stamps answers late
         t0 = time.monotonic()
         for i in range(n):
             delay = t0 + arrivals[i] - time.monotonic()

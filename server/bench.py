@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
 import time
 
 import numpy as np
@@ -46,6 +48,7 @@ async def _poisson(client: RawClient, request: bytes, rate: float, seconds: floa
     """Poisson arrivals at `rate`; each request leaves on time, on an idle connection."""
     times = np.cumsum(np.random.default_rng(seed).exponential(1 / rate, int(rate * seconds)))
     await client.warm(16)
+    gc.freeze()   # a full collection mid-run would stall the sender and stamp answers late
     t0 = time.perf_counter()
     tasks = []
     for t in times:
@@ -58,9 +61,19 @@ async def _poisson(client: RawClient, request: bytes, rate: float, seconds: floa
     return replies
 
 
-async def _open_loop(url: str, request: bytes, rate: float, seconds: float):
-    replies = await _poisson(RawClient.for_url(url), request, rate, seconds)
-    return [_params(r) for r in replies if r.status == 200]
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_us_per_request(pid: int, phase, n_of) -> tuple[object, float]:
+    """Run `phase()`; return its result and `pid`'s CPU µs per request it answered."""
+    c0 = _cpu_s(pid)
+    out = phase()
+    n = n_of(out)
+    return out, (_cpu_s(pid) - c0) / max(n, 1) * 1e6
 
 
 # The same request through a bare aiohttp handler that answers at once (no queue, no worker):
@@ -79,7 +92,8 @@ web.run_app(app, host="127.0.0.1", port=0, access_log=None, loop=uvloop.new_even
 """
 
 
-def _echo_floor(request: bytes, rate: float, seconds: float) -> np.ndarray:
+def _echo_floor(request: bytes, rate: float, seconds: float) -> tuple[np.ndarray, float]:
+    """Latencies (ms) through the bare handler, and its CPU µs per request."""
     import subprocess
     import sys
     proc = subprocess.Popen([sys.executable, "-c", _ECHO])
@@ -92,8 +106,10 @@ def _echo_floor(request: bytes, rate: float, seconds: float) -> np.ndarray:
             time.sleep(0.05)
         if not port:
             raise RuntimeError("the echo server did not start")
-        replies = uvloop.run(_poisson(RawClient("127.0.0.1", port), request, rate, seconds))
-        return np.array([r.latency_s * 1e3 for r in replies])
+        replies, cpu_us = _cpu_us_per_request(
+            proc.pid, lambda: uvloop.run(_poisson(RawClient("127.0.0.1", port), request, rate,
+                                                  seconds)), len)
+        return np.array([r.latency_s * 1e3 for r in replies]), cpu_us
     finally:
         proc.terminate()
         proc.wait()
@@ -149,8 +165,13 @@ def main(argv: list[str] | None = None) -> None:
         # whichever binds first.
         model_rps = max(b / small.latency(b) for b in profile.batch_sizes)
         rate = a.rate or 0.5 * min(max_rps, model_rps)
-        ok = uvloop.run(_open_loop(srv.url, request, rate, a.seconds))
-    floor = _echo_floor(request, rate, a.seconds)
+        # The server process's CPU per request (its workers not included): what the front end,
+        # queue, policy and rings cost, beside the bare handler's figure below.
+        replies, server_cpu_us = _cpu_us_per_request(
+            srv.proc.pid, lambda: uvloop.run(_poisson(RawClient.for_url(srv.url), request,
+                                                      rate, a.seconds)), len)
+        ok = [_params(r) for r in replies if r.status == 200]
+    floor, floor_cpu_us = _echo_floor(request, rate, a.seconds)
     e2e = np.array([lat * 1e3 for lat, _ in ok])
     raw = e2e - np.array([p["compute_ms"] for _, p in ok])
     # Waiting for a busy worker is queueing, not the server's cost: take it out too.
@@ -171,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
                                     3),
            "http_floor_ms_p50": round(float(np.percentile(floor, 50)), 3),
            "http_floor_ms_p99": round(float(np.percentile(floor, 99)), 3),
+           "server_cpu_us_per_request": round(server_cpu_us, 1),
+           "http_floor_cpu_us_per_request": round(floor_cpu_us, 1),
            "rate_rps": round(rate, 1), "answered": len(ok), "max_rps": round(max_rps, 1),
            "subnet": small.name}
     print(f"at {rate:.0f} req/s (~50% of capacity): end-to-end minus compute p50 "
@@ -181,5 +204,7 @@ def main(argv: list[str] | None = None) -> None:
           f"of which dispatch (rings and wake-ups, minus compute): p50 {fig['dispatch_ms_p50']} "
           f"ms, p99 {fig['dispatch_ms_p99']} ms; "
           f"a bare aiohttp handler answering at once, same client and rate: p50 "
-          f"{fig['http_floor_ms_p50']} ms, p99 {fig['http_floor_ms_p99']} ms")
+          f"{fig['http_floor_ms_p50']} ms, p99 {fig['http_floor_ms_p99']} ms; "
+          f"CPU per request: server process {fig['server_cpu_us_per_request']} µs (polling "
+          f"included), bare handler {fig['http_floor_cpu_us_per_request']} µs")
     print(json.dumps(fig))

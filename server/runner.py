@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -121,6 +122,10 @@ class Server:
               f"{','.join(sorted(set(self.cfg.devices)))}, policy {self.cfg.policy})", flush=True)
         t0 = time.monotonic()
         await self.pool.start()
+        # Everything built so far lives as long as the server. Frozen, the collector stops
+        # rescanning it: a full collection measured 30-40 ms here before, a pause every request
+        # in flight would pay (the p99 of `python -m server bench`).
+        gc.freeze()
         self.state["ready"] = True
         for wid in range(len(self.cfg.devices)):
             self.dispatcher.worker_ready(wid)
