@@ -5,7 +5,14 @@ import argparse
 import json
 from pathlib import Path
 
-from loadgen.cli import add_sim_args, add_trace_args, load_profile, policy_params, trace_from_args
+from loadgen.cli import (
+    add_sim_args,
+    add_trace_args,
+    load_profile,
+    load_records,
+    policy_params,
+    trace_from_args,
+)
 from loadgen.compare import busy_share, capacity, format_table, sim_runner, write_rows
 from loadgen.live import live_runner, replay_trace
 from loadgen.report import format_summary, summarize, write_report
@@ -52,11 +59,17 @@ def add_validate(sub) -> None:
 
 def run_validate(a: argparse.Namespace) -> int:
     from loadgen.simulate import speed_benchmark
-    profile = load_profile(a.profile)
+    if a.profile is not None:
+        raise ValueError("validate compares the simulator with the live server, which serves "
+                         "the embedded supernet with its own profile: --profile applies to "
+                         "`simulate` only")
+    profile = load_profile(None)
     cap = capacity(profile, a.workers)
+    # Both sides get the same settings, or the gap measures the settings, not the simulator.
     sim = sim_runner(profile, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise, seed=a.seed,
+                     max_queue=a.max_queue, predictions=load_records(a, profile),
                      **policy_params(a))
-    live = live_runner(slo_ms=a.slo_ms, server_args=["--cpus", str(a.workers)])
+    live = live_runner(slo_ms=a.slo_ms, server_args=server_args(a))
     rows, gaps_att, gaps_acc, busy = [], [], [], {}
     for name, rate in zip(("light", "heavy"), (float(x) for x in a.rates.split(",")),
                           strict=True):
@@ -85,6 +98,16 @@ def run_validate(a: argparse.Namespace) -> int:
                       "policy": a.policy, "capacity_rps": round(cap, 1),
                       "sim_busy_share": busy}))
     return 0
+
+
+def server_args(a: argparse.Namespace) -> list[str]:
+    """The live server's flags for what the simulator was told (`add_sim_args`)."""
+    out = ["--cpus", str(a.workers), "--bucket-ms", str(a.bucket_ms)]
+    if a.max_batch is not None:
+        out += ["--max-batch", str(a.max_batch)]
+    if a.max_queue is not None:
+        out += ["--max-queue", str(a.max_queue)]
+    return out
 
 
 def add_demo(sub) -> None:

@@ -1,0 +1,17 @@
+"""The live subcommands' argument handling (their runs need a server: tests/e2e)."""
+from loadgen.cli import build_parser, main
+from loadgen.live_cli import server_args
+
+
+def test_validate_gives_the_live_server_what_the_simulator_gets():
+    a = build_parser().parse_args(["validate", "--workers", "2", "--bucket-ms", "2.5",
+                                   "--max-batch", "8", "--max-queue", "64"])
+    assert server_args(a) == ["--cpus", "2", "--bucket-ms", "2.5", "--max-batch", "8",
+                              "--max-queue", "64"]
+    a = build_parser().parse_args(["validate"])          # defaults: the server's own
+    assert server_args(a) == ["--cpus", "1", "--bucket-ms", "5.0"]
+
+
+def test_validate_refuses_a_profile_the_live_server_would_not_use(capsys):
+    assert main(["validate", "--profile", "synthetic"]) == 2
+    assert "--profile applies to `simulate` only" in capsys.readouterr().err
