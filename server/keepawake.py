@@ -10,6 +10,7 @@ usual) answers the next arrival at once. It costs a core while it spins, so it s
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 
@@ -32,6 +33,10 @@ class KeepAwake:
             self._handle = self._loop.call_soon(self._tick)
 
     def _tick(self) -> None:
+        # Spin politely: on two cores the load's sender and a worker want the CPU this loop
+        # polls on, and a yield hands it over at once instead of at the next preemption
+        # (`python -m server bench`: overhead p50 lower in 6 of 7 paired runs, p99 in 4).
+        os.sched_yield()
         # A ready callback makes the loop's next select non-blocking: that is the whole trick.
         self._handle = self._loop.call_soon(self._tick) if time.monotonic() < self._until \
             else None

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
 import struct
 import time
 from collections.abc import Sequence
@@ -280,6 +281,7 @@ class Ring:
             while unpack(mm, HEAD)[0] <= read:
                 if time.perf_counter() > end:
                     break
+                os.sched_yield()   # polite: whoever else is runnable here goes first
         return self.items.wait(timeout)
 
     def published(self) -> bool:
