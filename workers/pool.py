@@ -476,6 +476,7 @@ class WorkerPool:
             elif w.resp.published():
                 self._on_replies(w)   # the eventfd's count may lag the head: then next time
         if self._polling:
+            os.sched_yield()   # polite, as the server's KeepAwake: the sender may want this CPU
             self._poll_handle = self._loop.call_soon(self._poll)
 
     # --- replies --------------------------------------------------------------------------
