@@ -20,7 +20,7 @@ def test_bench_smoke():
     assert out.returncode == 0, out.stderr[-3000:]
     fig = json.loads(out.stdout.strip().splitlines()[-1])
     assert fig["max_rps"] > 0 and fig["answered"] > 0
-    assert fig["rate_rps"] <= fig["max_rps"] / 2 + 1e-6       # about half of capacity
+    assert fig["rate_rps"] <= fig["max_rps"] / 2 + 0.1         # half of capacity (rounded)
     for key in ("overhead_ms_p50", "overhead_ms_p99", "dispatch_ms_p50", "http_floor_ms_p50",
                 "server_cpu_us_per_request", "http_floor_cpu_us_per_request"):
         assert fig[key] > 0, key
