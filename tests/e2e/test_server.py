@@ -206,6 +206,34 @@ async def test_killed_worker_loses_no_request_and_sigterm_leaves_no_shm(data):
     assert entries_of(pid) == []
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_drains_the_queue_then_exits_clean(data, sig):
+    """Queued requests are served, not dropped, on SIGINT/SIGTERM; new ones get 503; then the
+    workers and shared memory go."""
+    from models import zoo
+    from models.profile_format import Profile
+    big = Profile.load(zoo.profile_path("default", "cpu")).most_accurate.name
+    x = data[0]
+    # The slowest subnet one sample at a time: 80 requests queue for ~0.5 s of work.
+    with ServerProcess(["--policy", f"fixed:{big}", "--max-batch", "1", "--slo-ms", "30000",
+                        "--warmup-batches", "1"]) as srv:
+        pid = srv.pid
+        async with aiohttp.ClientSession() as s:
+            bodies = [encode(x[i:i + 1]) for i in range(80)]
+            load = asyncio.gather(*(infer(s, srv.url, b, h, deadline_ms=30000)
+                                    for b, h in bodies))
+            await asyncio.sleep(0.1)                       # they are queued by now
+            os.kill(pid, sig)
+            await asyncio.sleep(0.05)
+            late = await infer(s, srv.url, *encode(x[:1]), deadline_ms=30000)
+            replies = await load
+        assert all(r.status == 200 for r in replies), {r.status: r.reason for r in replies}
+        assert late.status == 503 and "shutting down" in late.reason
+        assert srv.stop() == 0                             # already exiting: its own code
+        assert "draining" in srv.output() and "shared memory released" in srv.output()
+    assert entries_of(pid) == []
+
+
 async def test_infaas_loads_separate_subnets_from_disk(data):
     """The baseline without weight sharing: the worker loads each switched-to subnet."""
     x = data[0]
