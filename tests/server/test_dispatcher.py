@@ -1,0 +1,53 @@
+"""The dispatcher on a real event loop with a pool that holds batches (a busy worker)."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from server.dispatcher import Dispatcher, Pending
+from server.metrics import Metrics
+from server.policies import make_policy
+from server.request import Request
+from tests.server.policy_toys import profile
+
+
+class HoldingPool:
+    """One ready worker that takes batches and never finishes them."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def is_ready(self, wid: int) -> bool:
+        return True
+
+    def submit(self, wid: int, *, request_ids, **_) -> None:
+        self.batches.append(list(request_ids))
+
+
+def request(rid: int, budget_s: float) -> Request:
+    now = time.monotonic()
+    fut = asyncio.get_running_loop().create_future()
+    return Request(id=rid, n=1, arrival=now, deadline=now + budget_s,
+                   payload=Pending(memoryview(bytes(16)), fut))
+
+
+async def test_a_queued_miss_is_answered_while_the_worker_stays_busy():
+    prof = profile()
+    pool = HoldingPool()
+    d = Dispatcher(policy=make_policy("slackfit", prof), profile=prof, pool=pool,
+                   metrics=Metrics(), max_queue=16, max_batch=8)
+    d.worker_ready(0)
+    busy = request(1, 10.0)
+    d.admit(busy)                                   # the worker takes it and never answers
+    assert pool.batches == [[1]]
+    t0 = time.monotonic()
+    doomed = request(2, 0.05)                       # 50 ms, the fastest pair needs 2 ms
+    d.admit(doomed)
+    ans = await asyncio.wait_for(doomed.payload.future, 2.0)
+    waited = time.monotonic() - t0
+    assert ans.status == 504 and "deadline unmeetable" in ans.reason
+    # Answered by the expiry timer at its last feasible moment, not when a worker freed up
+    # (none did) and not at once (it could still have run until then).
+    assert 0.05 - 0.002 - 0.01 < waited < 1.0
+    assert not busy.payload.future.done() and pool.batches == [[1]]
+    assert len(d.queue) == 0
