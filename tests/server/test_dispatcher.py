@@ -4,11 +4,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+from policy_toys import profile
+
 from server.dispatcher import Dispatcher, Pending
 from server.metrics import Metrics
 from server.policies import make_policy
 from server.request import Request
-from tests.server.policy_toys import profile
 
 
 class HoldingPool:
