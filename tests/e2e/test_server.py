@@ -111,6 +111,18 @@ async def test_impossible_deadline_is_504_at_once(server, data):
     assert time.monotonic() - t0 < 1.0
 
 
+async def test_v2_timeout_parameter_sets_the_deadline(server, data):
+    x = data[0][:1]
+    status, body, _ = await post_json(server.url, v2_json(x, parameters={"timeout": 10}))
+    assert status == 504 and "deadline unmeetable" in body["error"]     # 10 µs
+    status, body, _ = await post_json(server.url, v2_json(x, parameters={"timeout": 2_000_000}))
+    assert status == 200 and body["parameters"]["deadline_ms"] == 2000.0
+    # The header, when both are given, wins (it is read before the body).
+    status, body, _ = await post_json(server.url, v2_json(x, parameters={"timeout": 10}),
+                                      {"X-Deadline-Ms": "1500"})
+    assert status == 200 and body["parameters"]["deadline_ms"] == 1500.0
+
+
 @pytest.mark.parametrize("payload,headers,model,status,needle", [
     (b"{oops", {}, "default", 400, "malformed JSON"),
     ("wrong_shape", {}, "default", 400, "does not match"),
