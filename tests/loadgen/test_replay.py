@@ -4,7 +4,7 @@ import asyncio
 import numpy as np
 from aiohttp import web
 
-from loadgen.replay import replay
+from loadgen.replay import peak_in_flight, replay
 
 
 async def test_stalled_server_does_not_slow_the_sender():
@@ -37,3 +37,43 @@ async def test_stalled_server_does_not_slow_the_sender():
     assert len(seen) == 26 and max(seen) - min(seen) < 0.7
     assert all(r.status == 503 and r.reason == "busy" and not r.deadline_met for r in recs)
     assert all(r.answer_s - r.send_s >= 0.95 for r in recs)
+
+
+def test_peak_in_flight_counts_arrivals_within_a_deadline():
+    arrivals = np.array([0.0, 0.01, 0.02, 0.5, 0.505])
+    assert peak_in_flight(arrivals, np.full(5, 30.0), cap=64) == 3     # 0, 10 and 20 ms
+    assert peak_in_flight(arrivals, np.full(5, 1000.0), cap=64) == 5
+    assert peak_in_flight(arrivals, np.full(5, 1000.0), cap=2) == 2
+    assert peak_in_flight(np.array([]), np.array([]), cap=8) == 1
+
+
+async def test_connections_are_open_before_the_clock_starts():
+    warmed, used = set(), set()
+
+    async def live(request: web.Request) -> web.Response:
+        warmed.add(id(request.transport))
+        return web.json_response({"live": True})
+
+    async def infer(request: web.Request) -> web.Response:
+        used.add(id(request.transport))
+        await request.read()
+        return web.json_response({"error": "no model"}, status=404)
+
+    app = web.Application()
+    app.router.add_get("/v2/health/live", live)
+    app.router.add_post("/v2/models/default/infer", infer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    arrivals = np.linspace(0, 0.2, 21)                 # one every 10 ms, 100 ms deadlines
+    deadlines = np.full(21, 100.0)
+    try:
+        x = np.zeros((4, 3, 8, 8), np.float32)
+        await replay(f"http://127.0.0.1:{port}", arrivals, deadlines, x, np.zeros(4, np.int64),
+                     progress=False)
+    finally:
+        await runner.cleanup()
+    assert len(warmed) == peak_in_flight(arrivals, deadlines, cap=256) == 11
+    assert used and used <= warmed                     # no request waited for a new connection
