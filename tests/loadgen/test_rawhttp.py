@@ -10,7 +10,7 @@ from loadgen.rawhttp import RawClient, RawHTTPError, build_request
 
 
 @pytest.fixture
-async def server():
+async def server(serve_app):
     seen = []
 
     async def echo(request: web.Request) -> web.Response:
@@ -32,13 +32,7 @@ async def server():
     app = web.Application()
     app.router.add_post("/echo", echo)
     app.router.add_post("/chunked", chunked)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    return await serve_app(app), seen
 
 
 async def test_answers_statuses_headers_and_bodies_over_one_kept_alive_connection(server):

@@ -7,7 +7,7 @@ from aiohttp import web
 from loadgen.replay import peak_in_flight, replay
 
 
-async def test_stalled_server_does_not_slow_the_sender():
+async def test_stalled_server_does_not_slow_the_sender(serve_app):
     seen = []
 
     async def stalled(request: web.Request) -> web.Response:
@@ -18,19 +18,11 @@ async def test_stalled_server_does_not_slow_the_sender():
 
     app = web.Application()
     app.router.add_post("/v2/models/default/infer", stalled)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        arrivals = np.linspace(0, 0.5, 26)            # 26 requests in half a second
-        x = np.zeros((4, 3, 8, 8), np.float32)
-        y = np.zeros(4, np.int64)
-        recs = await replay(f"http://127.0.0.1:{port}", arrivals, np.full(26, 50.0), x, y,
-                            progress=False)
-    finally:
-        await runner.cleanup()
+    url = await serve_app(app)
+    arrivals = np.linspace(0, 0.5, 26)            # 26 requests in half a second
+    x = np.zeros((4, 3, 8, 8), np.float32)
+    y = np.zeros(4, np.int64)
+    recs = await replay(url, arrivals, np.full(26, 50.0), x, y, progress=False)
     sends = np.array([r.send_s for r in recs])
     # A closed-loop sender would need 26 s; the open-loop one keeps the trace's clock.
     assert np.abs(sends - arrivals).max() < 0.1
@@ -47,7 +39,7 @@ def test_peak_in_flight_counts_arrivals_within_a_deadline():
     assert peak_in_flight(np.array([]), np.array([]), cap=8) == 1
 
 
-async def test_connections_are_open_before_the_clock_starts():
+async def test_connections_are_open_before_the_clock_starts(serve_app):
     warmed, used = set(), set()
 
     async def live(request: web.Request) -> web.Response:
@@ -62,18 +54,10 @@ async def test_connections_are_open_before_the_clock_starts():
     app = web.Application()
     app.router.add_get("/v2/health/live", live)
     app.router.add_post("/v2/models/default/infer", infer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    url = await serve_app(app)
     arrivals = np.linspace(0, 0.2, 21)                 # one every 10 ms, 100 ms deadlines
     deadlines = np.full(21, 100.0)
-    try:
-        x = np.zeros((4, 3, 8, 8), np.float32)
-        await replay(f"http://127.0.0.1:{port}", arrivals, deadlines, x, np.zeros(4, np.int64),
-                     progress=False)
-    finally:
-        await runner.cleanup()
+    x = np.zeros((4, 3, 8, 8), np.float32)
+    await replay(url, arrivals, deadlines, x, np.zeros(4, np.int64), progress=False)
     assert len(warmed) == peak_in_flight(arrivals, deadlines, cap=256) == 11
     assert used and used <= warmed                     # no request waited for a new connection
