@@ -61,3 +61,16 @@ async def test_connections_are_open_before_the_clock_starts(serve_app):
     await replay(url, arrivals, deadlines, x, np.zeros(4, np.int64), progress=False)
     assert len(warmed) == peak_in_flight(arrivals, deadlines, cap=256) == 11
     assert used and used <= warmed                     # no request waited for a new connection
+
+
+async def test_a_server_that_cannot_be_reached_is_recorded_not_raised():
+    import socket
+    with socket.socket() as s:                        # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    arrivals = np.linspace(0, 0.05, 6)
+    x = np.zeros((4, 3, 8, 8), np.float32)
+    recs = await replay(f"http://127.0.0.1:{port}", arrivals, np.full(6, 50.0), x,
+                        np.zeros(4, np.int64), progress=False)
+    assert len(recs) == 6
+    assert all(r.status == 0 and r.reason.startswith("connection error") for r in recs)
