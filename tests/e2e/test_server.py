@@ -228,15 +228,18 @@ async def test_a_signal_drains_the_queue_then_exits_clean(data, sig):
     from models.profile_format import Profile
     big = Profile.load(zoo.profile_path("default", "cpu")).most_accurate.name
     x = data[0]
-    # The slowest subnet one sample at a time: 80 requests queue for ~0.5 s of work.
+    # The slowest subnet one sample at a time: 160 requests queue for ~1 s of work here, so the
+    # probe sent 50 ms after the signal lands mid-drain even on a faster CPU.
     with ServerProcess(["--policy", f"fixed:{big}", "--max-batch", "1", "--slo-ms", "30000",
                         "--warmup-batches", "1"]) as srv:
         pid = srv.pid
-        async with aiohttp.ClientSession() as s:
-            bodies = [encode(x[i:i + 1]) for i in range(80)]
+        # No connection limit: all 160 must be in the server before the signal (aiohttp's
+        # default of 100 would hold the rest here, and they would arrive as new requests).
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+            bodies = [encode(x[i % len(x):i % len(x) + 1]) for i in range(160)]
             load = asyncio.gather(*(infer(s, srv.url, b, h, deadline_ms=30000)
                                     for b, h in bodies))
-            await asyncio.sleep(0.1)                       # they are queued by now
+            await asyncio.sleep(0.3)                       # they are queued by now
             os.kill(pid, sig)
             await asyncio.sleep(0.05)
             late = await infer(s, srv.url, *encode(x[:1]), deadline_ms=30000)
