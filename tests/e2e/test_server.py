@@ -119,7 +119,7 @@ async def test_v2_timeout_parameter_sets_the_deadline(server, data):
     assert status == 504 and "deadline unmeetable" in body["error"]     # 10 µs
     status, body, _ = await post_json(server.url, v2_json(x, parameters={"timeout": 2_000_000}))
     assert status == 200 and body["parameters"]["deadline_ms"] == 2000.0
-    # The header, when both are given, wins (it is read before the body).
+    # Both given: the header wins, as the README states.
     status, body, _ = await post_json(server.url, v2_json(x, parameters={"timeout": 10}),
                                       {"X-Deadline-Ms": "1500"})
     assert status == 200 and body["parameters"]["deadline_ms"] == 1500.0

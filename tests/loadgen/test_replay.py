@@ -1,5 +1,6 @@
-"""Replay is open loop: a stalled server does not slow the sender."""
+"""Replay: open loop (a stalled server does not slow the sender), connections opened first."""
 import asyncio
+import socket
 
 import numpy as np
 from aiohttp import web
@@ -64,7 +65,6 @@ async def test_connections_are_open_before_the_clock_starts(serve_app):
 
 
 async def test_a_server_that_cannot_be_reached_is_recorded_not_raised():
-    import socket
     with socket.socket() as s:                        # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
