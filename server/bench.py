@@ -68,12 +68,17 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_us_per_request(pid: int, phase, n_of) -> tuple[object, float]:
-    """Run `phase()`; return its result and `pid`'s CPU µs per request it answered."""
+def _open_loop(pid: int, client: RawClient, request: bytes, rate: float,
+               seconds: float) -> tuple[list[RawReply], float]:
+    """The Poisson phase against the server process `pid`: its replies, and the CPU µs that
+    process spent per request (its workers not included)."""
     c0 = _cpu_s(pid)
-    out = phase()
-    n = n_of(out)
-    return out, (_cpu_s(pid) - c0) / max(n, 1) * 1e6
+    replies = uvloop.run(_poisson(client, request, rate, seconds))
+    return replies, (_cpu_s(pid) - c0) / max(len(replies), 1) * 1e6
+
+
+def _pct(values, q: float) -> float:
+    return round(float(np.percentile(values, q)), 3)
 
 
 # The same request through a bare aiohttp handler that answers at once (no queue, no worker):
@@ -106,9 +111,8 @@ def _echo_floor(request: bytes, rate: float, seconds: float) -> tuple[np.ndarray
             time.sleep(0.05)
         if not port:
             raise RuntimeError("the echo server did not start")
-        replies, cpu_us = _cpu_us_per_request(
-            proc.pid, lambda: uvloop.run(_poisson(RawClient("127.0.0.1", port), request, rate,
-                                                  seconds)), len)
+        replies, cpu_us = _open_loop(proc.pid, RawClient("127.0.0.1", port), request, rate,
+                                     seconds)
         return np.array([r.latency_s * 1e3 for r in replies]), cpu_us
     finally:
         proc.terminate()
@@ -116,7 +120,6 @@ def _echo_floor(request: bytes, rate: float, seconds: float) -> tuple[np.ndarray
 
 
 def _listening_port(pid: int) -> int | None:
-    import os
     inodes = set()
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -165,11 +168,10 @@ def main(argv: list[str] | None = None) -> None:
         # whichever binds first.
         model_rps = max(b / small.latency(b) for b in profile.batch_sizes)
         rate = a.rate or 0.5 * min(max_rps, model_rps)
-        # The server process's CPU per request (its workers not included): what the front end,
-        # queue, policy and rings cost, beside the bare handler's figure below.
-        replies, server_cpu_us = _cpu_us_per_request(
-            srv.proc.pid, lambda: uvloop.run(_poisson(RawClient.for_url(srv.url), request,
-                                                      rate, a.seconds)), len)
+        # The server process's CPU per request: what the front end, queue, policy and rings
+        # cost, beside the bare handler's figure below.
+        replies, server_cpu_us = _open_loop(srv.proc.pid, RawClient.for_url(srv.url), request,
+                                           rate, a.seconds)
         ok = [_params(r) for r in replies if r.status == 200]
     floor, floor_cpu_us = _echo_floor(request, rate, a.seconds)
     e2e = np.array([lat * 1e3 for lat, _ in ok])
@@ -179,19 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     # The server's own share: its arrival-to-answer time (parse, queue, dispatch, rings,
     # wake-up, decode) minus the worker's compute, without the client's HTTP stack.
     server = np.array([p["latency_ms"] - p["compute_ms"] for _, p in ok])
-    fig = {"overhead_ms_p50": round(float(np.percentile(over, 50)), 3),
-           "server_overhead_ms_p50": round(float(np.percentile(server, 50)), 3),
-           "server_overhead_ms_p99": round(float(np.percentile(server, 99)), 3),
-           "overhead_ms_p99": round(float(np.percentile(over, 99)), 3),
-           "e2e_minus_compute_ms_p50": round(float(np.percentile(raw, 50)), 3),
-           "e2e_minus_compute_ms_p99": round(float(np.percentile(raw, 99)), 3),
-           "e2e_ms_p50": round(float(np.percentile(e2e, 50)), 3),
-           "dispatch_ms_p50": round(float(np.percentile([p["dispatch_ms"] for _, p in ok], 50)),
-                                    3),
-           "dispatch_ms_p99": round(float(np.percentile([p["dispatch_ms"] for _, p in ok], 99)),
-                                    3),
-           "http_floor_ms_p50": round(float(np.percentile(floor, 50)), 3),
-           "http_floor_ms_p99": round(float(np.percentile(floor, 99)), 3),
+    dispatch = [p["dispatch_ms"] for _, p in ok]
+    fig = {"overhead_ms_p50": _pct(over, 50), "overhead_ms_p99": _pct(over, 99),
+           "server_overhead_ms_p50": _pct(server, 50), "server_overhead_ms_p99": _pct(server, 99),
+           "e2e_minus_compute_ms_p50": _pct(raw, 50), "e2e_minus_compute_ms_p99": _pct(raw, 99),
+           "e2e_ms_p50": _pct(e2e, 50),
+           "dispatch_ms_p50": _pct(dispatch, 50), "dispatch_ms_p99": _pct(dispatch, 99),
+           "http_floor_ms_p50": _pct(floor, 50), "http_floor_ms_p99": _pct(floor, 99),
            "server_cpu_us_per_request": round(server_cpu_us, 1),
            "http_floor_cpu_us_per_request": round(floor_cpu_us, 1),
            "rate_rps": round(rate, 1), "answered": len(ok), "max_rps": round(max_rps, 1),

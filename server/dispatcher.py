@@ -115,8 +115,8 @@ class Dispatcher:
         # the design wants sub-millisecond.
         dispatch_s = max(0.0, now - fl.sent_at - res.compute_ms / 1e3)   # compute incl. load
         self.metrics.dispatch_time.observe(dispatch_s)
-        self.margin.observe(now - fl.sent_at - fl.decision.expected_s)
-        self.metrics.margin.set(self.margin.seconds)
+        if self.margin.observe(now - fl.sent_at - fl.decision.expected_s):
+            self.metrics.margin.set(self.margin.seconds)
         stages = fl.decision.cascade
         cascade_acc = self._cascade_accuracy(stages) if stages else None
         row = 0

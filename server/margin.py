@@ -26,11 +26,14 @@ class Margin:
         self._overruns: deque[float] = deque(maxlen=window)
         self._pending = 0
 
-    def observe(self, overrun_s: float) -> None:
-        """One batch: (reply time - dispatch time) - the profile's latency for it."""
+    def observe(self, overrun_s: float) -> bool:
+        """One batch: (reply time - dispatch time) - the profile's latency for it. True when
+        `seconds` was recomputed (every `every` batches)."""
         self._overruns.append(overrun_s)
         self._pending += 1
-        if self._pending >= self.every:   # a percentile of 256 floats: ~20 µs, not per batch
-            self._pending = 0
-            learnt = float(np.percentile(self._overruns, self.percentile))
-            self.seconds = self.base_s + max(0.0, learnt)
+        if self._pending < self.every:    # a percentile of 256 floats: ~20 µs, not per batch
+            return False
+        self._pending = 0
+        learnt = float(np.percentile(self._overruns, self.percentile))
+        self.seconds = self.base_s + max(0.0, learnt)
+        return True

@@ -101,10 +101,11 @@ async def _shm_round_trips(cases: list[tuple[int, str, int]], warmup: int,
 
     loop.add_reader(resp.items.fileno(), on_readable)
 
-    def poll() -> None:
+    def poll() -> None:              # as the pool's reply polling, yield included
         if resp.published():
             on_readable()
         if pending:
+            os.sched_yield()
             loop.call_soon(poll)
     results = {}
     try:

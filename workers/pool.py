@@ -445,7 +445,6 @@ class WorkerPool:
     def _poll_later(self, w: _Worker, expect_s: float) -> None:
         # Sleep through most of the batch (the worker needs the CPU more than we do), then poll
         # from a little before its expected end to spin_s after it.
-        now = self._loop.time()
         # Deadline on time.monotonic (µs); uvloop's loop.time() ticks in whole milliseconds.
         w.poll_until = time.monotonic() + expect_s + self.spin_s
         self._polling.discard(w)
@@ -454,7 +453,7 @@ class WorkerPool:
             w.poll_timer = None
         lead = expect_s - max(0.2 * expect_s, 2e-4)
         if lead > 0:
-            w.poll_timer = self._loop.call_at(now + lead, self._start_polling, w)
+            w.poll_timer = self._loop.call_later(lead, self._start_polling, w)
         else:
             self._start_polling(w)
 

@@ -10,9 +10,9 @@ def test_starts_at_the_base_and_learns_the_overruns_percentile():
     m = Margin(0.003, window=100, percentile=95, every=10)
     assert m.seconds == 0.003
     for i in range(9):
-        m.observe(0.010)
+        assert not m.observe(0.010)
     assert m.seconds == 0.003             # not recomputed before `every` batches
-    m.observe(0.010)
+    assert m.observe(0.010)               # recomputed: the caller refreshes its gauge
     assert m.seconds == pytest.approx(0.013)
     # 100 overruns of 0..99 ms: the 95th percentile is 94.05 ms.
     for i in range(100):
