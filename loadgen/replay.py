@@ -48,8 +48,7 @@ def peak_in_flight(arrivals: np.ndarray, deadlines_ms: np.ndarray, cap: int) -> 
 async def _open_connections(session: aiohttp.ClientSession, url: str, n: int) -> None:
     """Open `n` keep-alive connections before the clock starts. A sender that connects in the
     middle of a burst pays TCP set-up on the same CPU as the server, and every answer of the
-    burst is stamped late by it (the demo's late answers spent about half as long outside
-    the server with the connections opened first)."""
+    burst is stamped late by it."""
     async def ping() -> None:
         async with session.get(f"{url}/v2/health/live") as r:
             await r.read()

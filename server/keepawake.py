@@ -34,8 +34,7 @@ class KeepAwake:
 
     def _tick(self) -> None:
         # Spin politely: on two cores the load's sender and a worker want the CPU this loop
-        # polls on, and a yield hands it over at once instead of at the next preemption
-        # (`python -m server bench`: overhead p50 lower in 6 of 7 paired runs, p99 in 5).
+        # polls on, and a yield hands it over at once instead of at the next preemption.
         os.sched_yield()
         # A ready callback makes the loop's next select non-blocking: that is the whole trick.
         self._handle = self._loop.call_soon(self._tick) if time.monotonic() < self._until \

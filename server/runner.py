@@ -123,8 +123,7 @@ class Server:
         t0 = time.monotonic()
         await self.pool.start()
         # Everything built so far lives as long as the server. Frozen, the collector stops
-        # rescanning it: a full collection measured 30-40 ms here before, a pause every request
-        # in flight would pay (the p99 of `python -m server bench`).
+        # rescanning it in full collections, a pause every request in flight would pay.
         gc.freeze()
         self.state["ready"] = True
         for wid in range(len(self.cfg.devices)):

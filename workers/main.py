@@ -70,7 +70,7 @@ def serve(cfg: WorkerConfig) -> int:
         log.error("worker %d failed to start:\n%s", cfg.worker_id, msg)
         _reply(resp, protocol.fatal_header(msg[-4000:]), [], parent)
         return 1
-    gc.freeze()   # torch's objects live as long as the worker: full collections (~100 ms) skip them
+    gc.freeze()   # torch's objects live as long as the worker: full collections skip them
     info = {"pid": os.getpid(), "input_shape": list(ex.input_shape),
             "num_classes": ex.num_classes, "warmup_pairs": pairs,
             "warmup_s": round(time.perf_counter() - t0, 3)}
