@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadgen.synthetic import synthetic_profile
 from models.profile_format import Profile
-from server.edf import EDFQueue
-from server.policies import make_policy
-from server.policies.base import WorkerView
-from server.request import Request
+from server.sched.edf import EDFQueue
+from server.sched.policies import make_policy
+from server.sched.policies.base import WorkerView
+from server.sched.request import Request
 
 
 def profiles() -> dict[str, Profile]:

@@ -20,8 +20,8 @@ import numpy as np
 
 from models.predictions import Predictions
 from models.profile_format import Profile
-from server.gears.cascade import Cascade, answering_stage, estimate
-from server.request import Request
+from server.sched.cascade import Cascade, answering_stage, estimate
+from server.sched.request import Request
 
 
 class CascadeModel:

@@ -187,7 +187,7 @@ def add_compare(sub) -> None:
                                       "fixed subnet, maxacc, maxbatch, infaas); add gears "
                                       "and static cascades with --plan / --cascade")
     p.add_argument("--plan", action="append", default=[], metavar="PLAN_JSON",
-                   help="add gears:PLAN_JSON (from `python -m server.gears plan`); repeatable")
+                   help="add gears:PLAN_JSON (from `python -m loadgen gears plan`); repeatable")
     p.add_argument("--cascade", action="append", default=[], metavar="S1@T1,S2",
                    help="add the static cascade cascade:S1@T1,S2; repeatable")
     p.add_argument("--sweep", action="store_true",
@@ -202,7 +202,7 @@ def add_compare(sub) -> None:
 def run_compare(a: argparse.Namespace) -> int:
     from loadgen import compare as C
     from loadgen.plots import plot_latency_cdf, plot_sweep, plot_tradeoff
-    from server.policies import policy_specs
+    from server.sched.policies import policy_specs
     profile = load_profile(a.profile)
     specs = a.policies.split(",") if a.policies else policy_specs(profile)
     specs += [f"gears:{p}" for p in a.plan] + [f"cascade:{c}" for c in a.cascade]
@@ -251,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="traces, the simulator and policy comparisons")
     sub = ap.add_subparsers(dest="command", required=True)
     from loadgen import live_cli  # the live commands build on this module's shared flags
-    for add in (*COMMANDS, live_cli.add_replay, live_cli.add_validate, live_cli.add_demo):
+    from loadgen.gears.cli import add_gears
+    for add in (*COMMANDS, live_cli.add_replay, live_cli.add_validate, live_cli.add_demo,
+                add_gears):
         add(sub)
     return ap
 

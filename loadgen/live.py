@@ -7,22 +7,21 @@ from collections.abc import Sequence
 from loadgen.records import Records
 from loadgen.replay import LiveRecord, replay
 from loadgen.traces import Trace
+from server.sched.outcome import from_answer
 
 
 def to_records(recs: Sequence[LiveRecord]) -> Records:
-    def status(r: LiveRecord) -> str:
-        if r.status == 200:
-            return "ok" if r.deadline_met else "late"
-        if r.status in (503, 504):     # missed or refused on purpose: answered, not served
-            return "dropped"
-        return "error"
-
-    return Records.from_rows({
-        "arrival": r.send_s, "deadline": r.send_s + r.deadline_ms / 1e3, "finish": r.answer_s,
-        "status": status(r), "subnet": r.subnet if r.status == 200 else "",
-        "accuracy": r.accuracy if r.status == 200 else None,
-        "batch": r.batch_size, "reason": "" if r.status == 200 else
-        f"{r.status}: {r.reason.split(':')[0]}", "correct": r.correct} for r in recs)
+    """Answers read back into the one outcome vocabulary (server/sched/outcome.py)."""
+    rows = []
+    for r in recs:
+        outcome, reason = from_answer(r.status, r.code, r.deadline_met)
+        served = r.status == 200
+        rows.append({
+            "arrival": r.send_s, "deadline": r.send_s + r.deadline_ms / 1e3,
+            "finish": r.answer_s, "status": outcome.label, "subnet": r.subnet if served else "",
+            "accuracy": r.accuracy if served else None, "batch": r.batch_size,
+            "reason": "" if reason is None else reason.value, "correct": r.correct})
+    return Records.from_rows(rows)
 
 
 def replay_trace(url: str, trace: Trace, slo_ms: float, *, progress: bool = True) -> Records:

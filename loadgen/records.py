@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-STATUSES = ("ok", "late", "dropped", "error")   # ok: answered by the deadline
-OK, LATE, DROPPED, ERROR = range(4)
+from server.sched.outcome import Outcome
+
+# The scheduling core's Outcome, by name and code (ok: answered by the deadline).
+STATUSES = tuple(o.label for o in Outcome)
+OK, LATE, DROPPED, ERROR = Outcome
 COLUMNS = ("id", "arrival_s", "deadline_s", "finish_s", "latency_ms", "status", "subnet",
            "accuracy", "batch", "reason", "correct")
 

@@ -16,7 +16,7 @@ import aiohttp
 import numpy as np
 from tqdm import tqdm
 
-from loadgen.client import Reply, encode, infer
+from server.clients.v2 import Reply, encode, infer
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,7 @@ class LiveRecord:
     queue_ms: float
     compute_ms: float
     reason: str
+    code: str = ""           # the server's Reason value when not served
 
 
 def peak_in_flight(arrivals: np.ndarray, deadlines_ms: np.ndarray, cap: int) -> int:
@@ -85,7 +86,7 @@ async def replay(url: str, arrivals: np.ndarray, deadlines_ms: np.ndarray, x: np
             subnet=p.get("subnet", ""), accuracy=float(p.get("accuracy", 0.0)),
             correct=None if label is None else label == int(y[i % k]),
             batch_size=int(p.get("batch_size", 0)), queue_ms=float(p.get("queue_ms", 0.0)),
-            compute_ms=float(p.get("compute_ms", 0.0)), reason=r.reason)
+            compute_ms=float(p.get("compute_ms", 0.0)), reason=r.reason, code=r.code)
         bar.update()
 
     # Idle connections are kept (no 15 s expiry): the next burst may come minutes later.

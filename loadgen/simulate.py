@@ -1,16 +1,16 @@
-"""The server on a virtual clock: same trace, profile, EDF queue, rate meter and policy code.
+"""The server on a virtual clock: the live server's Scheduler, driven by trace time.
 
-Events are arrivals (from the trace) and batch completions (a worker busy for the profiled
-latency of the samples it took, plus the model load an infaas switch pays). On every event the
-queue drops heads no pair can meet any more; whenever a worker is free and the queue is not
-empty, the worker runs `server.policies.step.next_batch` - the very step the live dispatcher
-runs. At equal times arrivals go first, so a worker freed at t sees a request that arrived at t.
+This is a driver of server/sched/scheduler.py, as the live dispatcher is: it owns a virtual
+clock and the workers' busy times, never a decision. Events are arrivals (from the trace),
+batch completions (a worker busy for the profiled latency of the samples it took, plus the
+model load an infaas switch pays) and the scheduler's own alarm (`wake_at`: the queue head's
+last feasible moment, when a hopeless request is answered, as the live expiry timer does). At
+equal times arrivals go first, so a worker freed at t sees a request that arrived at t; then
+completions, then the alarm. A request answered exactly at its deadline met it.
 
-Timing conventions, chosen to match the live server: a drop is answered at the moment the
-request became hopeless (deadline - fastest batch-1 latency, when the live expiry timer fires);
-a request answered exactly at its deadline met it. Without noise a batch takes exactly the
-profile's latency_ms (the percentile the policies plan with); with noise it takes a lognormal
-draw whose median is latency_p50_ms and whose profile percentile is latency_ms.
+Without noise a batch takes exactly the profile's latency_ms (the percentile the policies plan
+with); with noise it takes a lognormal draw whose median is latency_p50_ms and whose profile
+percentile is latency_ms. The scheduler's margin stays 0: the simulator has no HTTP stack.
 
 Cascade decisions (gears, static cascades) need the held-out `predictions`: each request is
 assigned a held-out sample, which fixes the stages it runs and its answer (loadgen/cascades.py).
@@ -22,25 +22,24 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections import deque
 from statistics import NormalDist
 
 import numpy as np
 from tqdm import tqdm
 
 from loadgen.cascades import CascadeModel
-from loadgen.records import DROPPED, LATE, OK, Records
+from loadgen.records import Records
 from loadgen.traces import Trace, gamma_trace
 from models.predictions import Predictions
 from models.profile_format import Profile
-from server.edf import EDFQueue
-from server.policies import make_policy
-from server.policies.base import Policy, WorkerView
-from server.policies.rate import RateMeter
-from server.policies.step import next_batch
-from server.request import Request
+from server.sched.outcome import Outcome, Reason
+from server.sched.policies import make_policy
+from server.sched.policies.base import Policy
+from server.sched.request import Request
+from server.sched.scheduler import Dispatch, Scheduler, Served
 
-REASONS = ("expired", "queue_full")
+REASONS = tuple(r.value for r in Reason)
+_REASON = {r: i for i, r in enumerate(Reason)}
 _NOISE_CHUNK = 1 << 16
 
 
@@ -91,7 +90,6 @@ def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: i
     accuracy = np.array([s.accuracy for s in profile.subnets])
     latency = LatencyModel(profile, noise, seed)
     load_s = profile.load_ms / 1e3
-    min_latency = profile.min_latency()
     top = profile.max_batch
 
     n = len(trace)
@@ -102,111 +100,104 @@ def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: i
     served_by = [-1] * n
     batch_of = [0] * n
     reason = [-1] * n
+    status = [0] * n
     cascades = CascadeModel(profile, predictions, n, seed) if predictions is not None else None
     served_acc = np.full(n, np.nan)      # per request, where a cascade served it
 
-    queue = EDFQueue(max_requests=max_queue)
-    meter = RateMeter()
-    idle = deque(range(workers))          # the longest-idle worker decides first, as live
-    loaded: list[str | None] = [None] * workers
-    # (requests, subnet index, samples, None) or, for a cascade, (requests, answering subnet
-    # index per request, samples, the cascade's accuracy)
+    sched = Scheduler(policy, profile, max_queue=max_queue)
+    # per worker: (answering subnet index, or one per request for a cascade; the cascade's
+    # accuracy or None)
     held: list[tuple | None] = [None] * workers
     done: list[tuple[float, int, int]] = []   # (finish time, seq, worker)
     seq = 0
     inf = math.inf
     bar = tqdm(total=n, unit="req", desc=f"simulate {policy.name}", disable=not progress,
                mininterval=0.5)
-    push, observe, expire, full = queue.push, meter.observe, queue.expire, queue.full
-    bounded = max_queue is not None
+    LATE, OK = Outcome.LATE, Outcome.OK
+
+    def apply(now: float, actions) -> None:
+        nonlocal seq
+        for a in actions:
+            if type(a) is Dispatch:
+                b = a.batch
+                d, reqs = b.decision, b.requests
+                nb = sum(r.n for r in reqs)
+                if nb > top:
+                    raise ValueError(f"a batch of {nb} samples exceeds the profile's {top}")
+                if d.cascade is None:
+                    sidx = index[d.subnet]
+                    busy = latency(sidx, nb)
+                    cacc = None
+                else:
+                    if cascades is None:
+                        raise ValueError(f"policy {policy.name} returned a cascade: simulating "
+                                         "it needs the held-out predictions "
+                                         "(models/predictions.py), pass predictions=")
+                    busy, sidx, cacc = cascades.run(d.cascade, reqs, latency)
+                if d.load:
+                    busy += load_s
+                held[b.worker] = (sidx, cacc)
+                seq += 1
+                heapq.heappush(done, (now + busy, seq, b.worker))
+            elif type(a) is Served:
+                b = a.batch
+                sidx, cacc = held[b.worker]
+                held[b.worker] = None
+                nb = b.samples
+                if cacc is None:
+                    for r in b.requests:
+                        i = r.id
+                        finish[i], served_by[i], batch_of[i] = now, sidx, nb
+                        status[i] = OK if now <= r.deadline else LATE
+                else:
+                    for r, s in zip(b.requests, sidx, strict=True):
+                        i = r.id
+                        finish[i], served_by[i], batch_of[i] = now, s, nb
+                        status[i] = OK if now <= r.deadline else LATE
+                        served_acc[i] = cacc
+            else:
+                code, why = int(a.outcome), _REASON[a.reason]
+                for r in a.requests:
+                    i = r.id
+                    finish[i], status[i], reason[i] = now, code, why
+
+    for w in range(workers):
+        apply(0.0, sched.worker_ready(0.0, w))
+    arrive, result, timer = sched.arrive, sched.result, sched.timer
     i = 0
     now = 0.0
     while True:
         t_done = done[0][0] if done else inf
-        if i < n and arr[i] <= t_done:
-            # Every arrival up to the next completion, stopping early for a free worker. Heads
-            # that turn hopeless meanwhile are dropped below with the same answer time, so
-            # expiring per arrival only matters when a full queue would refuse one.
-            while i < n and arr[i] <= t_done:
-                now = arr[i]
-                if bounded:
-                    for r in expire(now, min_latency):
-                        finish[r.id], reason[r.id] = max(r.arrival, r.deadline - min_latency), 0
-                    if full():
-                        finish[i], reason[i] = now, 1
-                        i += 1
-                        continue
-                observe(now)
-                push(Request(i, 1, now, dl[i]))
-                i += 1
-                if not i & 0xFFFF:
-                    bar.update(0x10000)
-                if idle:
-                    break
-        elif done:
+        t_wake = sched.wake_at
+        t_arr = arr[i] if i < n else inf
+        if t_arr <= t_done and t_arr <= t_wake and i < n:
+            now = t_arr
+            actions = arrive(now, Request(i, 1, now, dl[i]))
+            i += 1
+            if not i & 0xFFFF:
+                bar.update(0x10000)
+            if actions:
+                apply(now, actions)
+        elif done and t_done <= t_wake:
             now, _, w = heapq.heappop(done)
-            reqs, sidx, nb, cacc = held[w]
-            held[w] = None
-            if cacc is None:
-                for r in reqs:
-                    finish[r.id] = now
-                    served_by[r.id] = sidx
-                    batch_of[r.id] = nb
-            else:
-                for r, s in zip(reqs, sidx, strict=True):
-                    finish[r.id] = now
-                    served_by[r.id] = s
-                    batch_of[r.id] = nb
-                    served_acc[r.id] = cacc
-            idle.append(w)
+            apply(now, result(now, w))
+        elif t_wake < inf:
+            now = max(now, t_wake)
+            apply(now, timer(now))
         else:
             break
-        for r in expire(now, min_latency):
-            finish[r.id], reason[r.id] = max(r.arrival, r.deadline - min_latency), 0
-        while idle and len(queue):
-            w = idle[0]
-            view = WorkerView(w, loaded[w], meter.rate(now), meter.window_count(now))
-            dropped, decision, reqs = next_batch(now, queue, view, policy, min_latency)
-            for r in dropped:
-                finish[r.id], reason[r.id] = max(r.arrival, r.deadline - min_latency), 0
-            if decision is None or not reqs:
-                break
-            idle.popleft()
-            nb = sum(r.n for r in reqs)
-            if nb > top:
-                raise ValueError(f"a batch of {nb} samples exceeds the profile's {top}")
-            if decision.cascade is None:
-                sidx = index[decision.subnet]
-                busy = latency(sidx, nb)
-                cacc = None
-            else:
-                if cascades is None:
-                    raise ValueError(f"policy {policy.name} returned a cascade: simulating it "
-                                     "needs the held-out predictions (models/predictions.py), "
-                                     "pass predictions=")
-                busy, sidx, cacc = cascades.run(decision.cascade, reqs, latency)
-            if decision.load:
-                busy += load_s
-            loaded[w] = decision.subnet
-            held[w] = (reqs, sidx, nb, cacc)
-            seq += 1
-            heapq.heappush(done, (now + busy, seq, w))
-    # A policy that waits with nothing left to wake it: the requests expire.
-    while len(queue):
-        r = queue.pop()
-        finish[r.id], reason[r.id] = max(now, r.deadline - min_latency), 0
     bar.update(n - bar.n)
     bar.close()
 
     fin = np.array(finish)
     sub = np.array(served_by, dtype=np.int16)
-    why = np.array(reason, dtype=np.int16)
-    status = np.where(why >= 0, DROPPED, np.where(fin <= deadlines, OK, LATE)).astype(np.int8)
     acc = np.where(sub >= 0, accuracy[np.maximum(sub, 0)], np.nan)
     acc = np.where(np.isnan(served_acc), acc, served_acc)
     return Records(
-        arrival=arrivals.copy(), deadline=deadlines, finish=fin, status=status, subnet=sub,
-        accuracy=acc, batch=np.array(batch_of, dtype=np.int32), reason=why,
+        arrival=arrivals.copy(), deadline=deadlines, finish=fin,
+        status=np.array(status, dtype=np.int8), subnet=sub,
+        accuracy=acc, batch=np.array(batch_of, dtype=np.int32),
+        reason=np.array(reason, dtype=np.int16),
         correct=(cascades.correct(sub) if cascades is not None
                  else np.full(n, -1, dtype=np.int8)),
         subnets=tuple(names), reasons=REASONS)
@@ -221,6 +212,6 @@ def speed_benchmark(profile: Profile, *, rate: float = 30_000, duration: float =
     t0 = time.perf_counter()
     rec = simulate(trace, profile, policy, workers=workers, slo_ms=slo_ms)
     wall = time.perf_counter() - t0
-    ok = float(np.mean(rec.status == OK))
+    ok = float(np.mean(rec.status == Outcome.OK))
     return {"sim_seconds": wall, "requests": len(trace), "events_per_s": len(trace) / wall,
             "slo_attainment": ok}

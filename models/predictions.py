@@ -1,7 +1,7 @@
 """Per pareto subnet, its prediction and certainty on every held-out sample.
 
 CascadeServe estimates a cascade's accuracy, and how many samples reach each stage, by
-replaying such records (server/gears/cascade.py); the simulator draws per-request escalations
+replaying such records (server/sched/cascade.py); the simulator draws per-request escalations
 from them. They sit beside the profile they belong to: `default.cpu.json` ->
 `default.cpu.preds.npz` (arrays: labels [N], pred [S, N], certainty [S, N], subnets [S]).
 
@@ -52,7 +52,7 @@ class Predictions:
         missing = [s.name for s in profile.subnets if s.name not in self.subnets]
         if missing:
             raise ValueError(f"predictions lack profiled subnet(s) {missing}: re-record them "
-                             f"with `python -m server.gears record`")
+                             f"with `python -m loadgen gears record`")
 
     def save(self, path: str | Path) -> None:
         np.savez_compressed(Path(path), labels=self.labels, pred=self.pred,
@@ -91,7 +91,7 @@ def load_predictions(profile_path: str | Path) -> Predictions:
     path = predictions_path(profile_path)
     if not path.exists():
         raise FileNotFoundError(f"no predictions at {path}; record them with "
-                                f"`python -m server.gears record --profile {profile_path}`")
+                                f"`python -m loadgen gears record --profile {profile_path}`")
     return Predictions.load(path)
 
 

@@ -1,4 +1,5 @@
-"""`python -m server`: serve a supernet; `python -m server bench`: measure the server's overhead."""
+"""`python -m server [serve]`: serve a supernet; `python -m server bench`: measure the server's
+overhead."""
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,7 @@ EXAMPLES = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m server", epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="SuperServe: KServe v2 inference with deadlines.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--gpus", help="comma-separated CUDA device indices, one worker each")
     dev.add_argument("--cpus", type=int, help="number of CPU workers (default 1)")
@@ -54,7 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "profile at start (no cached profile for this device), e.g. "
                         "'--candidates 12 --budget-s 0.1'")
     p.add_argument("--warmup-batches", help="comma-separated batch sizes to warm (default all)")
-    return p
 
 
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
@@ -80,12 +77,32 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         profile_args=tuple(shlex.split(a.profile_args)))
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """`python -m server {serve,bench}`; `serve` is implied when no subcommand is given."""
+    p = argparse.ArgumentParser(prog="python -m server", epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="SuperServe: KServe v2 inference with deadlines.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    from server import bench
+    for name, add, help_, doc in (
+            ("serve", add_arguments, "serve a supernet (the default subcommand)", None),
+            ("bench", bench.add_arguments, "the server's overhead and maximum rate (JSON line)",
+             bench.__doc__)):
+        sp = sub.add_parser(name, help=help_, description=doc, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        add(sp)
+    return p
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["serve", *argv]          # `python -m server --gpus 0,1` stays the way to serve
+    a = build_parser().parse_args(argv)
+    if a.cmd == "bench":
         from server.bench import main as bench_main
-        return bench_main(argv[1:])
-    cfg = config_from_args(build_parser().parse_args(argv))
+        return bench_main(a)
+    cfg = config_from_args(a)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import uvloop
 

@@ -17,7 +17,8 @@ from server.protocol import (
     parse_deadline_header,
     parse_infer,
 )
-from server.request import Request
+from server.sched.outcome import RETRYABLE, Outcome, Reason
+from server.sched.request import Request
 
 
 def error(status: int, reason: str, headers: dict | None = None, **extra) -> web.Response:
@@ -81,9 +82,11 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         arrival = time.monotonic()
         model_or_404(request)
         if state["draining"]:
-            return error(503, "server is shutting down", headers={"Retry-After": "1"})
+            return error(503, "server is shutting down", headers={"Retry-After": "1"},
+                         code=Reason.SHUTDOWN.value)
         if not state["ready"]:
-            return error(503, "workers are still warming up", headers={"Retry-After": "1"})
+            return error(503, "workers are still warming up", headers={"Retry-After": "1"},
+                         code=Reason.NOT_READY.value)
         deadline_hdr = request.headers.get("X-Deadline-Ms")
         budget_ms = parse_deadline_header(deadline_hdr) if deadline_hdr is not None else None
         body = await request.read()
@@ -92,19 +95,19 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
                           max_samples=max_samples)
         if budget_ms is None:
             budget_ms = inp.timeout_us / 1e3 if inp.timeout_us is not None else cfg.slo_ms
-        if dispatcher.queue.full():
-            dispatcher.metrics.requests.labels("queue_full").inc()
-            dispatcher.metrics.drops.labels("queue_full").inc()
+        if dispatcher.queue.full():    # shed before building anything
+            dispatcher.metrics.requests.labels(Outcome.DROPPED.label).inc()
+            dispatcher.metrics.drops.labels(Reason.QUEUE_FULL.value).inc()
             return error(503, f"queue full ({dispatcher.queue.max_requests} requests waiting)",
-                         headers={"Retry-After": "1"})
+                         headers={"Retry-After": "1"}, code=Reason.QUEUE_FULL.value)
         fut = asyncio.get_running_loop().create_future()
         req = Request(id=next(ids), n=inp.n, arrival=arrival,
                       deadline=arrival + budget_ms / 1e3, payload=Pending(inp.data, fut))
         dispatcher.admit(req)
         ans = await fut
         if ans.status != 200:
-            headers = {"Retry-After": "1"} if ans.status == 503 else None
-            return error(ans.status, ans.reason, headers=headers)
+            headers = {"Retry-After": "1"} if ans.code in RETRYABLE else None
+            return error(ans.status, ans.reason, headers=headers, code=ans.code)
         params = {"subnet": ans.subnet, "accuracy": ans.accuracy,
                   "queue_ms": round(ans.queue_ms, 3), "compute_ms": round(ans.compute_ms, 3),
                   "dispatch_ms": round(ans.dispatch_ms, 3),

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import uvloop
 
-from loadgen.client import encode
-from loadgen.rawhttp import RawClient, RawReply, build_request
 from models.profile_format import Profile
+from server.clients.rawhttp import RawClient, RawReply, build_request
+from server.clients.v2 import encode
 from server.launch import ServerProcess
 
 
@@ -141,16 +141,16 @@ def _params(r: RawReply) -> tuple[float, dict]:
     return r.latency_s, json.loads(r.body[:hl])["parameters"]
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m server bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--supernet", default="default")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
     p.add_argument("--conns", type=int, default=32, help="connections for the max-rate phase")
     p.add_argument("--rate", type=float,
                    help="offered rate for the overhead phase (default: 50%% of capacity)")
     p.add_argument("--spin-us", type=float, default=1000.0, help="the server's --spin-us")
-    a = p.parse_args(argv)
+
+
+def main(a: argparse.Namespace) -> None:
     from models import zoo
     profile = Profile.load(zoo.profile_path(a.supernet, "cpu"))
     small = profile.fastest

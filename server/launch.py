@@ -27,13 +27,16 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.lines: deque[str] = deque(maxlen=400)
         self._ready = threading.Event()
+        self._up = False             # the ready line was seen (not just the end of output)
 
     def start(self) -> ServerProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "server", *self.args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=self.env)
         threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(self.ready_timeout) or self.proc.poll() is not None:
+        # The output can end before the exit is reapable: ask for the ready line itself.
+        if not self._ready.wait(self.ready_timeout) or not self._up \
+                or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError("server did not become ready:\n" + self.output())
         return self
@@ -45,6 +48,7 @@ class ServerProcess:
             if m:
                 self.url = m.group(1)
             if "superserve ready" in line:
+                self._up = True
                 self._ready.set()
         self._ready.set()        # exited: let start() notice
 

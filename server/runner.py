@@ -15,7 +15,7 @@ from server.app import make_app
 from server.config import ServerConfig
 from server.dispatcher import Dispatcher
 from server.metrics import Metrics
-from server.policies import make_policy
+from server.sched.policies import make_policy
 
 log = logging.getLogger("superserve")
 
@@ -65,7 +65,7 @@ def cascade_accuracy(cfg: ServerConfig):
     path = predictions_path(profile_file(cfg))
     if not path.exists():
         return None
-    from server.gears.cascade import estimate
+    from server.sched.cascade import estimate
     preds = Predictions.load(path)
     return lambda stages: estimate(preds, stages).accuracy
 

@@ -9,7 +9,7 @@ from loadgen.simulate import simulate
 from loadgen.traces import Trace, gamma_trace
 from models.predictions import Predictions
 from models.profile_format import Profile, SubnetProfile
-from server.gears.cascade import estimate, parse_cascade
+from server.sched.cascade import estimate, parse_cascade
 
 
 def two_subnets() -> Profile:

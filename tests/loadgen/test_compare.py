@@ -6,7 +6,7 @@ from loadgen.compare import capacity, compare, format_table, sim_runner, sweep, 
 from loadgen.records import Records
 from loadgen.synthetic import synthetic_profile
 from loadgen.traces import Trace, gamma_trace
-from server.policies import policy_specs
+from server.sched.policies import policy_specs
 
 
 def test_compare_runs_every_policy_in_the_simulator():

@@ -71,7 +71,7 @@ def test_predict_subnets_records_every_subnet(tmp_path):
 
 
 def test_bad_records_are_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="server.gears record"):
+    with pytest.raises(FileNotFoundError, match="loadgen gears record"):
         load_predictions(tmp_path / "none.json")
     with pytest.raises(ValueError, match="must both be"):
         Predictions(np.zeros(3, np.int64), np.zeros((2, 3), np.int16),
@@ -88,7 +88,7 @@ def test_bad_records_are_refused(tmp_path):
 
 
 def test_loading_records_imports_no_torch():
-    code = ("import sys, models.predictions, server.gears.cascade, server.gears.plan_format; "
+    code = ("import sys, models.predictions, server.sched.cascade, server.sched.gearplan; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
 

@@ -8,8 +8,8 @@ from policy_toys import profile
 
 from server.dispatcher import Dispatcher, Pending
 from server.metrics import Metrics
-from server.policies import make_policy
-from server.request import Request
+from server.sched.policies import make_policy
+from server.sched.request import Request
 
 
 class HoldingPool:

@@ -1,0 +1,75 @@
+"""A KServe v2 client over aiohttp with deadline headers (binary-tensor extension)."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    latency_s: float                 # send to last byte, measured by the client
+    params: dict = field(default_factory=dict)   # the server's `parameters` (200) or {}
+    labels: np.ndarray | None = None
+    reason: str = ""
+    code: str = ""           # the server's Reason value for a request it did not serve
+
+
+def encode(x: np.ndarray, request_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """Body + headers of a binary-tensor infer request for a float32 batch `x`."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    head = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                        "parameters": {"binary_data_size": x.nbytes}}],
+            "outputs": [{"name": "label", "parameters": {"binary_data": True}}],
+            "parameters": {"binary_data_output": True}}
+    if request_id is not None:
+        head["id"] = request_id
+    h = json.dumps(head).encode()
+    return h + x.tobytes(), {"Inference-Header-Content-Length": str(len(h)),
+                             "Content-Type": "application/octet-stream"}
+
+
+def decode(body: bytes, header_len: int) -> tuple[dict, dict[str, np.ndarray]]:
+    head = json.loads(body[:header_len])
+    out, off = {}, header_len
+    for o in head["outputs"]:
+        size = o["parameters"]["binary_data_size"]
+        dt = {"FP32": np.float32, "INT64": np.int64}[o["datatype"]]
+        out[o["name"]] = np.frombuffer(body, dt, count=size // np.dtype(dt).itemsize,
+                                       offset=off).reshape(o["shape"])
+        off += size
+    return head, out
+
+
+async def infer(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict,
+                deadline_ms: float | None, model: str = "default") -> Reply:
+    h = dict(headers)
+    if deadline_ms is not None:
+        h["X-Deadline-Ms"] = f"{deadline_ms:.3f}"
+    t0 = time.monotonic()
+    try:
+        async with session.post(f"{url}/v2/models/{model}/infer", data=body, headers=h) as r:
+            raw = await r.read()
+            dt = time.monotonic() - t0
+            if r.status != 200:
+                try:
+                    body = json.loads(raw)
+                    reason, code = body.get("error", ""), body.get("code", "")
+                except (ValueError, AttributeError):
+                    reason, code = raw[:200].decode(errors="replace"), ""
+                return Reply(r.status, dt, reason=reason, code=code)
+            hl = r.headers.get("Inference-Header-Content-Length")
+            if hl is None:
+                head = json.loads(raw)
+                labels = np.asarray(next(o["data"] for o in head["outputs"]
+                                         if o["name"] == "label"))
+            else:
+                head, outs = decode(raw, int(hl))
+                labels = outs["label"]
+            return Reply(200, dt, head.get("parameters", {}), labels)
+    except (aiohttp.ClientError, OSError) as e:
+        return Reply(0, time.monotonic() - t0, reason=f"connection error: {e}")

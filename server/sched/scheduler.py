@@ -1,0 +1,227 @@
+"""The Scheduler: the one place that decides, for the live server and the simulator alike.
+
+It owns the EDF queue, the rate meter, the policy and the workers' state (ready, idle, what
+each last ran, what each holds). Drivers feed it events and carry out the actions it returns:
+
+  events:  arrive(now, req)        a validated request
+           worker_ready(now, w)    a worker (re)joined, warmed up
+           result(now, w, error)   worker w finished its batch (or failed it)
+           worker_lost(now, w)     worker w died or was killed
+           timer(now)              the driver's alarm, set for `wake_at`
+  actions: Dispatch               run this batch on that worker
+           Served                 the batch w held is done: answer each request (outcome.served)
+           Resolve                answer these requests with this outcome and reason
+
+A driver owns clocks, timers, futures and rings, never decisions: the live dispatcher
+(server/dispatcher.py) answers HTTP futures and writes rings; loadgen's simulator advances a
+virtual clock. `wake_at` is the head's last feasible moment; a driver calls timer() then, so a
+hopeless request is answered when it becomes hopeless, not when a worker frees up.
+
+`margin_s` is how much later than `now` the policy plans. The live driver learns it (the
+rings, wake-ups and HTTP stack the profile does not time); the simulator leaves it at 0.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from models.profile_format import Profile
+from server.sched.edf import EDFQueue
+from server.sched.outcome import Outcome, Reason, outcome_of
+from server.sched.policies.base import Decision, Policy, WorkerView
+from server.sched.rate import RateMeter
+from server.sched.request import Request
+
+# A timer set for the last feasible moment fires at it, not after it: the head then still
+# has exactly the fastest pair's latency left, so timer() drops heads within this of it.
+_EPS = 1e-9
+
+
+@dataclass(slots=True)
+class Batch:
+    """A dispatched batch, as the worker holds it."""
+    id: int
+    worker: int
+    decision: Decision
+    requests: list[Request]
+    sent_at: float
+
+    @property
+    def samples(self) -> int:
+        return sum(r.n for r in self.requests)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    requests: list[Request]
+    outcome: Outcome
+    reason: Reason
+    detail: str = ""
+
+
+Action = Dispatch | Served | Resolve
+_NONE: tuple = ()
+
+
+class Scheduler:
+    def __init__(self, policy: Policy, profile: Profile, *, max_queue: int | None = None,
+                 margin_s: float = 0.0) -> None:
+        self.policy = policy
+        self.profile = profile
+        self.queue = EDFQueue(max_requests=max_queue)
+        self.rate = RateMeter()
+        self.min_latency = profile.min_latency()
+        self.margin_s = margin_s
+        self.accepting = True
+        self.wake_at = math.inf
+        self.ready: set[int] = set()
+        self.idle: dict[int, None] = {}          # ordered: the longest-idle worker decides first
+        self.loaded: dict[int, str | None] = {}
+        self.held: dict[int, Batch] = {}
+        self._ids = itertools.count(1)
+
+    # --- events --------------------------------------------------------------------------
+    def arrive(self, now: float, req: Request) -> tuple[Action, ...] | list[Action]:
+        if not self.accepting:
+            return (Resolve([req], Outcome.DROPPED, Reason.SHUTDOWN, "server shutting down"),)
+        queue = self.queue
+        out = _NONE
+        if queue.max_requests is not None and queue.full():
+            out = self._expire(now, queue, [])
+            if queue.full():
+                out.append(Resolve([req], Outcome.DROPPED, Reason.QUEUE_FULL,
+                                   f"queue full ({queue.max_requests} requests waiting)"))
+                self._set_wake()
+                return out
+        self.rate.observe(now)
+        queue.push(req)
+        if self.idle:
+            return self._pump(now, list(out))
+        if out or req is queue.head():
+            self._set_wake()
+        return out
+
+    def worker_ready(self, now: float, wid: int) -> list[Action]:
+        self.ready.add(wid)
+        self.loaded.setdefault(wid, None)
+        if wid not in self.held:
+            self.idle[wid] = None
+        return self._pump(now, [])
+
+    def result(self, now: float, wid: int, error: str | None = None) -> list[Action]:
+        """Worker `wid` answered its batch (`error`: it could not run it, and lives)."""
+        batch = self.held.pop(wid, None)
+        if batch is None:
+            return []
+        d = batch.decision
+        if error is None:
+            # What stays warm on the worker: the last stage a cascade touched.
+            self.loaded[wid] = d.cascade[-1].subnet if d.cascade else d.subnet
+            out: list[Action] = [Served(batch)]
+        else:
+            out = [Resolve(batch.requests, Outcome.ERROR, Reason.WORKER_ERROR,
+                           f"worker error: {error}")]
+        if wid in self.ready:
+            self.idle[wid] = None
+        return self._pump(now, out)
+
+    def worker_lost(self, now: float, wid: int) -> list[Action]:
+        """Worker `wid` died: what it held goes back to the queue where the deadline still
+        allows a retry (as a fresh dispatch would judge it), the rest is answered."""
+        self.ready.discard(wid)
+        self.idle.pop(wid, None)
+        self.loaded[wid] = None
+        batch = self.held.pop(wid, None)
+        out: list[Action] = []
+        if batch is not None:
+            t = now + self.margin_s
+            lost = []
+            for req in batch.requests:
+                if req.deadline - t >= self.min_latency:
+                    self.queue.push(req)
+                else:
+                    lost.append(req)
+            if lost:
+                out.append(Resolve(lost, Outcome.ERROR, Reason.WORKER_LOST,
+                                   "the worker serving this request died and its deadline "
+                                   "no longer allows a retry"))
+        return self._pump(now, out)
+
+    def timer(self, now: float) -> list[Action]:
+        out = self._expire(now + _EPS, self.queue, [])
+        return self._pump(now, out)
+
+    # --- shutdown ------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Take no new requests; what is queued or held still runs."""
+        self.accepting = False
+
+    @property
+    def busy(self) -> bool:
+        return bool(len(self.queue) or self.held)
+
+    def fail_all(self, reason: Reason, detail: str) -> list[Action]:
+        """Answer everything still queued or held (workers that will not come back)."""
+        reqs = []
+        while len(self.queue):
+            reqs.append(self.queue.pop())
+        for batch in self.held.values():
+            reqs.extend(batch.requests)
+        self.held.clear()
+        self.wake_at = math.inf
+        return [Resolve(reqs, outcome_of(reason), reason, detail)] if reqs else []
+
+    # --- the decision loop ---------------------------------------------------------------
+    def _pump(self, now: float, out: list[Action]) -> list[Action]:
+        """While a worker is free and requests wait: drop what no pair can meet, let the
+        policy decide for the longest-idle worker, pop its batch in EDF order."""
+        queue, idle = self.queue, self.idle
+        t = now + self.margin_s
+        while idle and len(queue):
+            self._expire(now, queue, out)
+            if not len(queue):
+                break
+            wid = next(iter(idle))
+            view = WorkerView(wid, self.loaded.get(wid), self.rate.rate(now),
+                              self.rate.window_count(now))
+            decision = self.policy.decide(t, queue, view)
+            if decision is None:
+                break
+            reqs = queue.pop_batch(decision.batch)
+            if not reqs:
+                break
+            del idle[wid]
+            batch = Batch(next(self._ids), wid, decision, reqs, now)
+            self.held[wid] = batch
+            out.append(Dispatch(batch))
+        self._set_wake()
+        return out
+
+    def _expire(self, now: float, queue: EDFQueue, out: list[Action]) -> list[Action]:
+        dead = queue.expire(now + self.margin_s, self.min_latency)
+        if dead:
+            if self.ready:
+                out.append(Resolve(dead, Outcome.DROPPED, Reason.EXPIRED,
+                                   f"deadline unmeetable: the fastest subnet needs "
+                                   f"{self.min_latency * 1e3:.2f} ms"))
+            else:   # it waited for a worker to come back; the truth is none could run it
+                out.append(Resolve(dead, Outcome.DROPPED, Reason.NO_WORKER,
+                                   "no worker available (every worker is starting or "
+                                   "restarting)"))
+        return out
+
+    def _set_wake(self) -> None:
+        q = self.queue
+        self.wake_at = (q.head_deadline - self.min_latency - self.margin_s) if len(q) \
+            else math.inf

@@ -1,0 +1,174 @@
+"""The Scheduler: events in, actions out, on hand-made profiles (tests/toys/policy_toys.py)."""
+import math
+
+import pytest
+from policy_toys import profile
+
+from server.sched.outcome import Outcome, Reason
+from server.sched.policies.base import Decision, Stage
+from server.sched.request import Request
+from server.sched.scheduler import Dispatch, Resolve, Scheduler, Served
+
+
+def kinds(actions):
+    return [type(a).__name__ for a in actions]
+
+
+def req(i, deadline, n=1, arrival=0.0):
+    return Request(i, n, arrival, deadline)
+
+
+class Fixed:
+    """Always the same decision (or None: wait)."""
+    name = "fixed-decision"
+
+    def __init__(self, decision):
+        self.decision = decision
+        self.seen = []
+
+    def decide(self, now, queue, worker):
+        self.seen.append((now, len(queue), worker.id, worker.loaded))
+        return self.decision
+
+
+def test_no_dispatch_before_a_worker_is_ready_and_the_alarm_is_the_heads_last_moment():
+    prof = profile()                                # fastest (subnet, batch 1): 2 ms
+    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof)
+    assert s.arrive(0.0, req(0, 0.050)) == ()
+    assert s.wake_at == pytest.approx(0.048)
+    [d] = s.worker_ready(0.001, 0)
+    assert isinstance(d, Dispatch) and [r.id for r in d.batch.requests] == [0]
+    assert d.batch.worker == 0 and d.batch.sent_at == 0.001
+    assert s.wake_at == math.inf and s.busy
+
+
+def test_hopeless_heads_are_dropped_before_the_policy_decides():
+    prof = profile()
+    pol = Fixed(Decision("mid", 4, 0.010))
+    s = Scheduler(pol, prof)
+    for r in (req(0, 0.0115), req(1, 0.0200), req(2, 0.0210), req(3, 0.0300, n=2)):
+        s.arrive(0.0, r)
+    drop, disp = s.worker_ready(0.010, 0)          # r0 has 1.5 ms left, the fastest needs 2
+    assert isinstance(drop, Resolve) and [r.id for r in drop.requests] == [0]
+    assert (drop.outcome, drop.reason) == (Outcome.DROPPED, Reason.EXPIRED)
+    assert [r.id for r in disp.batch.requests] == [1, 2, 3]    # whole requests, 4 samples
+    assert pol.seen == [(0.010, 3, 0, None)]
+
+
+def test_the_alarm_answers_a_queued_miss_while_every_worker_is_busy():
+    prof = profile()
+    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(0, 10.0))                     # the worker takes it
+    s.arrive(0.0, req(1, 0.030))
+    assert s.wake_at == pytest.approx(0.028)
+    assert s.timer(0.020) == []                     # early: still feasible
+    [miss] = s.timer(s.wake_at)                     # at its last feasible moment
+    assert [r.id for r in miss.requests] == [1] and miss.reason is Reason.EXPIRED
+    assert s.wake_at == math.inf and len(s.queue) == 0
+
+
+def test_the_margin_makes_the_scheduler_plan_later():
+    prof = profile()
+    pol = Fixed(Decision("small", 1, 0.002))
+    s = Scheduler(pol, prof, margin_s=0.005)
+    s.arrive(0.0, req(0, 0.0065))                   # 6.5 ms - 5 ms margin < 2 ms
+    [drop] = s.worker_ready(0.0, 0)
+    assert drop.reason is Reason.EXPIRED and pol.seen == []
+    s.arrive(0.0, req(1, 0.010))
+    assert pol.seen[-1][0] == 0.005
+
+
+def test_a_result_frees_the_worker_remembers_what_ran_and_dispatches_the_next():
+    prof = profile()
+    cascade = (Stage("small", 0.5), Stage("big", 0.0))
+    pol = Fixed(Decision("small", 1, 0.010, cascade=cascade))
+    s = Scheduler(pol, prof)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(0, 1.0))
+    s.arrive(0.001, req(1, 1.0))                    # waits: the worker holds r0
+    served, nxt = s.result(0.010, 0)
+    assert isinstance(served, Served) and [r.id for r in served.batch.requests] == [0]
+    assert isinstance(nxt, Dispatch) and [r.id for r in nxt.batch.requests] == [1]
+    # A cascade leaves its last stage warm (the live worker and the simulator agree).
+    assert pol.seen[-1][3] == "big"
+    assert s.result(0.020, 5) == []                 # nothing held there: ignored
+
+
+def test_a_worker_error_answers_its_batch_and_the_worker_stays():
+    prof = profile()
+    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(0, 1.0))
+    [err] = s.result(0.001, 0, error="boom")
+    assert (err.outcome, err.reason) == (Outcome.ERROR, Reason.WORKER_ERROR)
+    assert "boom" in err.detail
+    assert isinstance(s.arrive(0.002, req(1, 1.0))[0], Dispatch)
+
+
+def test_a_lost_worker_requeues_what_can_still_be_met_and_answers_the_rest():
+    prof = profile()
+    s = Scheduler(Fixed(Decision("small", 4, 0.005)), prof)
+    s.worker_ready(0.0, 0)
+    s.worker_ready(0.0, 1)
+    s.arrive(0.0, req(0, 0.0105))
+    s.arrive(0.0, req(1, 0.100))                   # worker 1 takes r1
+    held = {w: [r.id for r in b.requests] for w, b in s.held.items()}
+    assert held == {0: [0], 1: [1]}
+    out = s.worker_lost(0.009, 0)                  # r0: 1.5 ms left, not enough for a retry
+    assert [(type(a).__name__, a.reason) for a in out] == [("Resolve", Reason.WORKER_LOST)]
+    out = s.worker_lost(0.009, 1)                  # r1 can wait, but nobody is left
+    assert out == [] and [r.id for r in s.queue] == [1]
+    # Expiring while no worker is ready is reported as what it is.
+    [nobody] = s.timer(0.0985)
+    assert (nobody.outcome, nobody.reason) == (Outcome.DROPPED, Reason.NO_WORKER)
+    s.arrive(0.099, req(2, 1.0))
+    [d] = s.worker_ready(0.1, 1)                   # back: the waiting request runs
+    assert [r.id for r in d.batch.requests] == [2]
+
+
+def test_a_full_queue_refuses_after_making_room_from_the_hopeless():
+    prof = profile()
+    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof, max_queue=2)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(9, 10.0))                    # the only worker holds it throughout
+    s.arrive(0.0, req(0, 0.003))
+    s.arrive(0.0, req(1, 1.0))
+    [full] = s.arrive(0.0, req(2, 1.0))
+    assert (full.outcome, full.reason) == (Outcome.DROPPED, Reason.QUEUE_FULL)
+    drop = s.arrive(0.002, req(3, 1.0))            # r0 is hopeless now: it makes room
+    assert [(a.reason, [r.id for r in a.requests]) for a in drop] == [(Reason.EXPIRED, [0])]
+    assert [r.id for r in s.queue] == [1, 3]
+
+
+def test_a_waiting_policy_leaves_the_queue_alone():
+    prof = profile()
+    s = Scheduler(Fixed(None), prof)
+    s.worker_ready(0.0, 0)
+    assert s.arrive(0.0, req(0, 1.0)) == []
+    assert len(s.queue) == 1 and not s.held
+
+
+def test_drain_refuses_new_work_and_fail_all_answers_what_is_left():
+    prof = profile()
+    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(0, 1.0))
+    s.arrive(0.0, req(1, 1.0))
+    s.drain()
+    [no] = s.arrive(0.0, req(2, 1.0))
+    assert (no.outcome, no.reason) == (Outcome.DROPPED, Reason.SHUTDOWN)
+    [left] = s.fail_all(Reason.SHUTDOWN, "gone")
+    assert sorted(r.id for r in left.requests) == [0, 1] and not s.busy
+
+
+def test_the_longest_idle_worker_decides_first():
+    prof = profile()
+    pol = Fixed(Decision("small", 1, 0.002))
+    s = Scheduler(pol, prof)
+    s.worker_ready(0.0, 1)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(0, 1.0))
+    s.arrive(0.0, req(1, 1.0))
+    assert [w for _, _, w, _ in pol.seen] == [1, 0]
+    assert kinds(s.result(0.002, 1)) == ["Served"]
