@@ -52,3 +52,29 @@ async def test_a_queued_miss_is_answered_while_the_worker_stays_busy():
     assert 0.05 - 0.002 - 0.01 < waited < 1.0
     assert not busy.payload.future.done() and pool.batches == [[1]]
     assert len(d.queue) == 0
+
+
+class DiedIdlePool(HoldingPool):
+    """Worker 0 died while idle (the pool had no batch of ours to report); worker 1 lives."""
+
+    def is_ready(self, wid: int) -> bool:
+        return wid == 1
+
+    def submit(self, wid: int, *, request_ids, **kw) -> None:
+        if wid == 0:
+            from workers.pool import WorkerNotReady
+            raise WorkerNotReady("worker 0 is restarting")
+        super().submit(wid, request_ids=request_ids, **kw)
+
+
+async def test_a_worker_found_dead_at_dispatch_hands_its_batch_to_a_live_one():
+    prof = profile()
+    pool = DiedIdlePool()
+    d = Dispatcher(policy=make_policy("slackfit", prof), profile=prof, pool=pool,
+                   metrics=Metrics(), max_queue=16, max_batch=8)
+    d.worker_ready(0)
+    d.worker_ready(1)
+    r = request(1, 10.0)
+    d.admit(r)                                      # worker 0 decides first, and is dead
+    assert pool.batches == [[1]] and not r.payload.future.done()
+    assert set(d.sched.held) == {1} and 0 not in d.sched.ready
