@@ -19,6 +19,13 @@ hopeless request is answered when it becomes hopeless, not when a worker frees u
 
 `margin_s` is how much later than `now` the policy plans. The live driver learns it (the
 rings, wake-ups and HTTP stack the profile does not time); the simulator leaves it at 0.
+
+`extra_s[w]` is what worker w adds on top: the round trip to a remote node (a Ray node agent,
+server/raypool.py), learnt per worker by the live driver, the measured figure in the
+simulator. The policy plans for w as if it were `margin_s + extra_s[w]` later, so a pair that
+fits a local worker's slack is not sent to a remote one it would miss on; when the
+longest-idle worker can take nothing, the next idle one with less extra is asked. Expiry
+stays on `margin_s` alone: a request is hopeless only when no worker could meet it.
 """
 from __future__ import annotations
 
@@ -89,6 +96,7 @@ class Scheduler:
         self.idle: dict[int, None] = {}          # ordered: the longest-idle worker decides first
         self.loaded: dict[int, str | None] = {}
         self.held: dict[int, Batch] = {}
+        self.extra_s: dict[int, float] = {}      # worker -> its transport's extra latency
         self._ids = itertools.count(1)
 
     # --- events --------------------------------------------------------------------------
@@ -192,10 +200,13 @@ class Scheduler:
             self._expire(now, queue, out)
             if not len(queue):
                 break
-            wid = next(iter(idle))
-            view = WorkerView(wid, self.loaded.get(wid), self.rate.rate(now),
-                              self.rate.window_count(now))
-            decision = self.policy.decide(t, queue, view)
+            if self.extra_s:
+                wid, decision = self._decide_extra(now, t, queue)
+            else:
+                wid = next(iter(idle))
+                view = WorkerView(wid, self.loaded.get(wid), self.rate.rate(now),
+                                  self.rate.window_count(now))
+                decision = self.policy.decide(t, queue, view)
             if decision is None:
                 break
             reqs = queue.pop_batch(decision.batch)
@@ -207,6 +218,22 @@ class Scheduler:
             out.append(Dispatch(batch))
         self._set_wake()
         return out
+
+    def _decide_extra(self, now: float, t: float, queue: EDFQueue):
+        """The longest-idle worker the policy finds a decision for, each planned with its own
+        extra latency; an extra that found none is not asked again this round."""
+        extra, refused = self.extra_s, set()
+        rate, count = self.rate.rate(now), self.rate.window_count(now)
+        for wid in self.idle:
+            e = extra.get(wid, 0.0)
+            if e in refused:
+                continue
+            decision = self.policy.decide(t + e, queue,
+                                          WorkerView(wid, self.loaded.get(wid), rate, count))
+            if decision is not None:
+                return wid, decision
+            refused.add(e)
+        return None, None
 
     def _expire(self, now: float, queue: EDFQueue, out: list[Action]) -> list[Action]:
         dead = queue.expire(now + self.margin_s, self.min_latency)
