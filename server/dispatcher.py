@@ -116,13 +116,12 @@ class Dispatcher:
     def _learn_transport(self, wid: int, seconds: float) -> None:
         # A remote worker's round trip (server/raypool.py): learnt per worker, apart from the
         # global margin, which stays the local ring path's. The scheduler plans that worker's
-        # batches this much later (Scheduler.extra_s); its first reply seeds the figure.
+        # batches this much later (Scheduler.set_extra); its first reply seeds the figure.
         m = self._transport.get(wid)
         if m is None:
             m = self._transport[wid] = Margin(0.0)
-            self.sched.extra_s[wid] = seconds
-        if m.observe(seconds):
-            self.sched.extra_s[wid] = m.seconds
+        if m.observe(seconds) or wid not in self.sched.extra:   # new, or back after a loss
+            self.sched.set_extra(wid, m.seconds or seconds)
 
     def on_failure(self, wid: int) -> None:
         """A worker died: the scheduler re-queues what it held where deadlines allow."""

@@ -17,7 +17,7 @@ old life cannot be taken for a new batch's.
 A batch goes to its agent as one bytes array in one actor call (Ray sends arguments up to
 100 KiB inline, so a batch of 8 x 3 x 32 x 32 float32 travels with the call); the call's result
 is the reply and the worker-free event. Its round trip beyond the agent's own time goes back in
-BatchResult.transport_ms, which the dispatcher learns per worker (Scheduler.extra_s).
+BatchResult.transport_ms, which the dispatcher learns per worker (Scheduler.set_extra).
 
 Node loss, without waiting the ~15 s Ray takes to declare a node dead: an actor error on an
 awaited call, a batch unanswered `watchdog_s + 10 x expect_s + rpc_timeout_s` after submit, or
@@ -29,6 +29,7 @@ ray.nodes() and places an agent on every node that has none (a new node, or one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import signal
@@ -287,7 +288,7 @@ class RayPool:
             await asyncio.sleep(self.poll_s)
             try:
                 new = await loop.run_in_executor(None, self._candidates)
-            except Exception:  # noqa: BLE001  (the GCS briefly away: try again next time)
+            except Exception:
                 log.exception("ray: could not list nodes")
                 new = []
             for nid in new:
@@ -370,7 +371,5 @@ async def _quietly(ref) -> None:
 
 
 def _kill(actor) -> None:
-    try:
+    with contextlib.suppress(Exception):     # already gone
         ray.kill(actor, no_restart=True)
-    except Exception:  # noqa: BLE001  (already gone)
-        pass

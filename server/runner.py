@@ -81,13 +81,12 @@ class Server:
                                   max_batch=self.max_batch, workers=len(cfg.devices))
         self.metrics = Metrics()
         self.state = {"ready": False, "draining": False}
-        options = dict(
-            weights=cfg.weights, threads_per_worker=cfg.threads_per_worker,
-            max_batch=self.max_batch, warmup_batches=cfg.warmup_batches,
-            separate_models=cfg.policy == "infaas", spin_us=cfg.spin_us,
-            watchdog_s=cfg.watchdog_s)
-        callbacks = dict(on_result=self._on_result, on_failure=self._on_failure,
-                         on_ready=self._on_ready)
+        options = {"weights": cfg.weights, "threads_per_worker": cfg.threads_per_worker,
+                   "max_batch": self.max_batch, "warmup_batches": cfg.warmup_batches,
+                   "separate_models": cfg.policy == "infaas", "spin_us": cfg.spin_us,
+                   "watchdog_s": cfg.watchdog_s}
+        callbacks = {"on_result": self._on_result, "on_failure": self._on_failure,
+                     "on_ready": self._on_ready}
         if cfg.ray is not None:          # only here: the single-machine path never loads Ray
             from server.raypool import RayPool
             self.pool = RayPool(list(cfg.devices), cfg.supernet, address=cfg.ray,

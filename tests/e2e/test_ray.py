@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
-from server.clients.v2 import encode, infer  # noqa: E402
-from server.launch import ServerProcess, wait_until  # noqa: E402
-from server.raylocal import add_node, local_cluster  # noqa: E402
-from shm.names import entries_of  # noqa: E402
+from server.clients.v2 import encode, infer
+from server.launch import ServerProcess, wait_until
+from server.raylocal import add_node, local_cluster
+from shm.names import entries_of
 
 pytestmark = pytest.mark.timeout(300)
 ARGS = ["--cpus", "1", "--slo-ms", "1000", "--max-batch", "8", "--warmup-batches", "1,2,4,8",
