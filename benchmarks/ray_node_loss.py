@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=1, help="CPU workers per node")
     ap.add_argument("--out", type=Path, default=Path("results/ray_node_loss"))
     a = ap.parse_args()
-    with local_cluster(nodes=2, cpus=a.cpus) as (cluster, nodes):  # noqa: SIM117  (the server needs its address)
+    with local_cluster(nodes=2, cpus=a.cpus) as (cluster, nodes):  # noqa: SIM117
         with ServerProcess(["--ray", cluster.address, "--cpus", str(a.cpus),
                             "--slo-ms", str(a.slo_ms)]) as srv:
             cmd = [sys.executable, "-m", "loadgen", "replay", "--url", srv.url, "--kind",
