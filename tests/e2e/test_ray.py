@@ -106,6 +106,26 @@ async def test_removing_a_node_under_load_loses_no_request(server, cluster):
         None, lambda: wait_until(three_nodes_serve, 90, every=0.5)), batches_per_node(server.url)
 
 
+async def test_a_hung_agent_is_lost_by_its_heartbeat_and_replaced(server):
+    """SIGSTOP an agent: Ray sees nothing wrong (its process lives), the heartbeat times out
+    (2 s), the node's batches are re-queued or answered, and a new agent is placed there."""
+    import os
+    import signal as sig
+    pids = agent_pids(server.output())
+    victim = max(pids)                                 # the agent of the node added back
+    os.kill(victim, sig.SIGSTOP)
+    try:
+        replies = await open_loop(server.url, 40, 4)
+    finally:
+        os.kill(victim, sig.SIGCONT)                   # ray.kill has queued its SIGKILL
+    statuses = [getattr(r, "status", repr(r)) for r in replies]
+    assert all(s in (200, 503, 504) for s in statuses), set(statuses)
+    assert statuses[-20:].count(200) == 20
+    assert "lost (heartbeat" in server.output() or "unanswered after" in server.output()
+    assert wait_until(lambda: len(agent_pids(server.output())) > len(pids), 60), \
+        server.output()[-2000:]
+
+
 async def test_sigterm_drains_and_leaves_no_shared_memory(server):
     x = np.zeros((1, 3, 32, 32), np.float32)
     body, hdr = encode(x)
@@ -122,6 +142,6 @@ async def test_sigterm_drains_and_leaves_no_shared_memory(server):
     answered = [r.status for r in replies if not isinstance(r, BaseException)]
     assert answered and set(answered) <= {200, 503}, (answered, replies)
     pids = agent_pids(out) | {server.pid}
-    assert len(pids) >= 4                              # the server, two agents, the new one
+    assert len(pids) >= 5                   # the server, two agents, two replacements
     left = {pid: entries_of(pid) for pid in pids}
     assert not any(left.values()), left
