@@ -128,7 +128,9 @@ class Server:
         self.port = site._server.sockets[0].getsockname()[1]
         print(f"superserve listening on http://{self.cfg.host}:{self.port} "
               f"(model {self.cfg.model_name!r}, {len(self.cfg.devices)} worker(s) on "
-              f"{','.join(sorted(set(self.cfg.devices)))}, policy {self.cfg.policy})", flush=True)
+              f"{','.join(sorted(set(self.cfg.devices)))}"
+              f"{' per Ray node' if self.cfg.ray is not None else ''}, "
+              f"policy {self.cfg.policy})", flush=True)
         t0 = time.monotonic()
         await self.pool.start()
         # Everything built so far lives as long as the server. Frozen, the collector stops
