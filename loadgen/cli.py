@@ -155,18 +155,28 @@ def add_simulate(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("results/simulate"),
                    help="records.csv, summary.json and plots go here")
     p.add_argument("--no-records", action="store_true", help="skip records.csv (big traces)")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="split --workers evenly over this many nodes (node 0 the server's); "
+                        "a batch on another node takes --node-rtt-ms longer (a Ray agent)")
+    p.add_argument("--node-rtt-ms", type=float, default=None,
+                   help="a remote node's round trip per batch (default: "
+                        "python -m server bench --ray's figure, loadgen/simulate.py)")
     p.set_defaults(func=run_simulate)
 
 
 def run_simulate(a: argparse.Namespace) -> int:
     from loadgen.report import format_summary, write_report
-    from loadgen.simulate import simulate
+    from loadgen.simulate import NODE_RTT_MS, simulate
     profile = load_profile(a.profile)
     trace = trace_from_args(a)
+    rtt = NODE_RTT_MS if a.node_rtt_ms is None else a.node_rtt_ms
     rec = simulate(trace, profile, a.policy, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise,
                    seed=a.seed, max_queue=a.max_queue, progress=True,
-                   predictions=load_records(a, profile), **policy_params(a))
+                   predictions=load_records(a, profile), nodes=a.nodes, node_rtt_ms=rtt,
+                   **policy_params(a))
     title = f"{a.policy} · {a.workers} worker(s) · {trace.source}"
+    if a.nodes > 1:
+        title += f" · {a.nodes} nodes, {rtt:g} ms apart"
     s = write_report(rec, a.out, title=title, duration=trace.duration,
                      records_csv=not a.no_records)
     print(format_summary(s))

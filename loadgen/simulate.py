@@ -12,6 +12,13 @@ Without noise a batch takes exactly the profile's latency_ms (the percentile the
 with); with noise it takes a lognormal draw whose median is latency_p50_ms and whose profile
 percentile is latency_ms. The scheduler's margin stays 0: the simulator has no HTTP stack.
 
+Nodes (`nodes` > 1): the workers are split evenly over the nodes, node 0 the server's own;
+a worker on another node is busy `node_rtt_ms` longer per batch (its reply crosses the network
+before the server sees it free: the Ray agent's round trip, server/raypool.py) and the
+scheduler plans its batches that much later (Scheduler.set_extra), as the live one does with the
+figure it learns. The default is `python -m server bench --ray`'s ray_rt_ms_p50 minus its
+shm_rt_ms_p50 on the development machine (2.16 - 0.28 ms, simulated nodes on one host).
+
 Cascade decisions (gears, static cascades) need the held-out `predictions`: each request is
 assigned a held-out sample, which fixes the stages it runs and its answer (loadgen/cascades.py).
 With predictions, every served request also gets `correct` (its answering subnet's recorded
@@ -41,6 +48,12 @@ from server.sched.scheduler import Dispatch, Scheduler, Served
 REASONS = tuple(r.value for r in Reason)
 _REASON = {r: i for i, r in enumerate(Reason)}
 _NOISE_CHUNK = 1 << 16
+NODE_RTT_MS = 1.9     # see the module's doc: measured by python -m server bench --ray
+
+
+def node_of(worker: int, workers: int, nodes: int) -> int:
+    """Workers split evenly over nodes in contiguous blocks; node 0 is the server's."""
+    return worker * nodes // workers
 
 
 class LatencyModel:
@@ -77,11 +90,15 @@ class LatencyModel:
 def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: int = 1,
              slo_ms: float = 100.0, noise: bool = False, seed: int = 0,
              max_queue: int | None = None, progress: bool = False,
-             predictions: Predictions | None = None, **policy_params) -> Records:
+             predictions: Predictions | None = None, nodes: int = 1,
+             node_rtt_ms: float = NODE_RTT_MS, **policy_params) -> Records:
     """Run `trace` through `workers` simulated workers under `policy` (an instance, or a spec
-    for make_policy, which then also gets `workers`, `predictions` and `policy_params`)."""
+    for make_policy, which then also gets `workers`, `predictions` and `policy_params`);
+    `nodes` > 1 puts them on that many nodes, the remote ones `node_rtt_ms` away."""
     if workers < 1:
         raise ValueError(f"workers {workers}: need at least one")
+    if not 1 <= nodes <= workers or node_rtt_ms < 0:
+        raise ValueError(f"nodes {nodes}: need 1..workers ({workers}), and node_rtt_ms >= 0")
     if isinstance(policy, str):
         policy = make_policy(policy, profile, workers=workers, predictions=predictions,
                              **policy_params)
@@ -105,6 +122,12 @@ def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: i
     served_acc = np.full(n, np.nan)      # per request, where a cascade served it
 
     sched = Scheduler(policy, profile, max_queue=max_queue)
+    rtt = [0.0] * workers
+    if nodes > 1:
+        for w in range(workers):
+            if node_of(w, workers, nodes):
+                rtt[w] = node_rtt_ms / 1e3
+                sched.set_extra(w, rtt[w])
     # per worker: (answering subnet index, or one per request for a cascade; the cascade's
     # accuracy or None)
     held: list[tuple | None] = [None] * workers
@@ -136,6 +159,7 @@ def simulate(trace: Trace, profile: Profile, policy: Policy | str, *, workers: i
                     busy, sidx, cacc = cascades.run(d.cascade, reqs, latency)
                 if d.load:
                     busy += load_s
+                busy += rtt[b.worker]
                 held[b.worker] = (sidx, cacc)
                 seq += 1
                 heapq.heappush(done, (now + busy, seq, b.worker))

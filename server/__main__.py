@@ -17,6 +17,8 @@ EXAMPLES = """examples:
   python -m server --policy gears:results/plan.json
   python -m server --supernet runs/x.pt         # no cached profile yet: profiles first
   python -m server bench                        # overhead p50/p99 and max request rate
+  python -m server --ray auto --cpus 2          # 2 CPU workers on every Ray node (ray extra)
+  python -m server bench --ray                  # Ray round trip vs the local ring
 """
 
 
@@ -47,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a worker holding a batch this long past 10x its profiled time is "
                         "hung: killed, its requests re-queued or answered 503, restarted "
                         "(0: never)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="serve with the workers of a Ray cluster ('auto' or HOST:PORT; the "
+                        "ray extra): a node agent per node with a CPU to give, each running "
+                        "--gpus/--cpus workers there; queue and policy stay here")
     p.add_argument("--profile-args", default="",
                    help="extra arguments for `python -m models profile` when the server must "
                         "profile at start (no cached profile for this device), e.g. "
@@ -59,7 +65,7 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
             or a.spin_us < 0 or a.watchdog_s < 0:
         raise SystemExit("--slo-ms, --max-queue, --bucket-ms and --threads must be positive, "
                          "--margin-ms, --spin-us and --watchdog-s not negative")
-    if a.gpus is not None:
+    if a.gpus is not None and a.ray is None:   # with --ray the GPUs are the nodes' own
         import torch  # only here: the CPU path never pays for a CUDA probe
         if not torch.cuda.is_available():
             raise SystemExit("--gpus given but torch sees no CUDA device; use --cpus N")
@@ -73,7 +79,7 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         max_batch=a.max_batch, bucket_ms=a.bucket_ms, max_body_mb=a.max_body_mb,
         margin_ms=a.margin_ms,
         threads_per_worker=a.threads, spin_us=a.spin_us, watchdog_s=a.watchdog_s,
-        warmup_batches=warm,
+        warmup_batches=warm, ray=a.ray,
         profile_args=tuple(shlex.split(a.profile_args)))
 
 

@@ -148,9 +148,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float,
                    help="offered rate for the overhead phase (default: 50%% of capacity)")
     p.add_argument("--spin-us", type=float, default=1000.0, help="the server's --spin-us")
+    p.add_argument("--ray", action="store_true",
+                   help="instead: a batch's round trip through a Ray node agent on a second "
+                        "simulated node vs the local ring, and the max rate on 2 nodes "
+                        "(server/raybench.py; the ray extra)")
+    p.add_argument("--iters", type=int, default=300, help="--ray: round trips per path")
 
 
 def main(a: argparse.Namespace) -> None:
+    if a.ray:
+        from server.raybench import main as ray_main
+        return ray_main(a)
     from models import zoo
     profile = Profile.load(zoo.profile_path(a.supernet, "cpu"))
     small = profile.fastest

@@ -23,6 +23,7 @@ class ServerConfig:
     watchdog_s: float = 2.0               # a batch held this long past 10x its profile: hung
     model_name: str = "default"           # the v2 model name clients address
     warmup_batches: tuple[int, ...] | None = None   # restrict warm-up (tests); None = all
+    ray: str | None = None                # Ray cluster address ("auto"): a node agent per node
     profile_args: tuple[str, ...] = ()    # extra `python -m models profile` arguments, used
                                           # when no cached profile exists at start
 

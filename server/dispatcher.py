@@ -72,6 +72,7 @@ class Dispatcher:
         self._estimate = cascade_accuracy
         self._cascade_acc: dict[tuple, float] = {}
         self._results: dict[int, object] = {}   # worker -> its reply, while answering it
+        self._transport: dict[int, Margin] = {}  # remote worker -> its learnt round trip
         self.awake = KeepAwake(spin_s)
 
     @property
@@ -99,14 +100,28 @@ class Dispatcher:
             # path the design wants sub-millisecond.
             self.metrics.dispatch_time.observe(
                 max(0.0, now - batch.sent_at - res.compute_ms / 1e3))
-            if self.margin.observe(now - batch.sent_at - batch.decision.expected_s):
+            transport_s = res.transport_ms / 1e3
+            if self.margin.observe(now - batch.sent_at - batch.decision.expected_s
+                                   - transport_s):
                 self.sched.margin_s = self.margin.seconds
                 self.metrics.margin.set(self.margin.seconds)
+            if transport_s:
+                self._learn_transport(wid, transport_s)
         self._results[wid] = res
         try:
             self._apply(self.sched.result(now, wid, error=res.error))
         finally:
             self._results.pop(wid, None)
+
+    def _learn_transport(self, wid: int, seconds: float) -> None:
+        # A remote worker's round trip (server/raypool.py): learnt per worker, apart from the
+        # global margin, which stays the local ring path's. The scheduler plans that worker's
+        # batches this much later (Scheduler.set_extra); its first reply seeds the figure.
+        m = self._transport.get(wid)
+        if m is None:
+            m = self._transport[wid] = Margin(0.0)
+        if m.observe(seconds) or wid not in self.sched.extra:   # new, or back after a loss
+            self.sched.set_extra(wid, m.seconds or seconds)
 
     def on_failure(self, wid: int) -> None:
         """A worker died: the scheduler re-queues what it held where deadlines allow."""

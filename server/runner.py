@@ -81,13 +81,22 @@ class Server:
                                   max_batch=self.max_batch, workers=len(cfg.devices))
         self.metrics = Metrics()
         self.state = {"ready": False, "draining": False}
-        from workers.pool import WorkerPool
-        self.pool = WorkerPool(
-            list(cfg.devices), cfg.supernet, profile=self.profile, weights=cfg.weights,
-            threads_per_worker=cfg.threads_per_worker, max_batch=self.max_batch,
-            warmup_batches=cfg.warmup_batches, separate_models=cfg.policy == "infaas",
-            spin_us=cfg.spin_us, watchdog_s=cfg.watchdog_s,
-            on_result=self._on_result, on_failure=self._on_failure, on_ready=self._on_ready)
+        options = {"weights": cfg.weights, "threads_per_worker": cfg.threads_per_worker,
+                   "max_batch": self.max_batch, "warmup_batches": cfg.warmup_batches,
+                   "separate_models": cfg.policy == "infaas", "spin_us": cfg.spin_us,
+                   "watchdog_s": cfg.watchdog_s}
+        callbacks = {"on_result": self._on_result, "on_failure": self._on_failure,
+                     "on_ready": self._on_ready}
+        if cfg.ray is not None:          # only here: the single-machine path never loads Ray
+            from server.raypool import RayPool
+            self.pool = RayPool(list(cfg.devices), cfg.supernet, address=cfg.ray,
+                                profile=self.profile, pool_options=options,
+                                watchdog_s=cfg.watchdog_s, registry=self.metrics.registry,
+                                **callbacks)
+        else:
+            from workers.pool import WorkerPool
+            self.pool = WorkerPool(list(cfg.devices), cfg.supernet, profile=self.profile,
+                                   **options, **callbacks)
         self.dispatcher = Dispatcher(policy=self.policy, profile=self.profile, pool=self.pool,
                                      metrics=self.metrics, max_queue=cfg.max_queue,
                                      max_batch=self.max_batch,
@@ -119,15 +128,18 @@ class Server:
         self.port = site._server.sockets[0].getsockname()[1]
         print(f"superserve listening on http://{self.cfg.host}:{self.port} "
               f"(model {self.cfg.model_name!r}, {len(self.cfg.devices)} worker(s) on "
-              f"{','.join(sorted(set(self.cfg.devices)))}, policy {self.cfg.policy})", flush=True)
+              f"{','.join(sorted(set(self.cfg.devices)))}"
+              f"{' per Ray node' if self.cfg.ray is not None else ''}, "
+              f"policy {self.cfg.policy})", flush=True)
         t0 = time.monotonic()
         await self.pool.start()
         # Everything built so far lives as long as the server. Frozen, the collector stops
         # rescanning it in full collections, a pause every request in flight would pay.
         gc.freeze()
         self.state["ready"] = True
-        for wid in range(len(self.cfg.devices)):
-            self.dispatcher.worker_ready(wid)
+        for w in self.pool.workers:      # RayPool: every node's, under global ids
+            if w.ready:
+                self.dispatcher.worker_ready(w.id)
         print(f"superserve ready after {time.monotonic() - t0:.1f}s of warm-up: "
               f"{len(self.profile.subnets)} subnets, batches up to {self.max_batch}", flush=True)
 

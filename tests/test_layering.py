@@ -105,6 +105,35 @@ def test_a_forbidden_import_is_caught(tmp_path, monkeypatch, where, line, expect
     assert len(found) >= 1 and all(where in f for f in found) and expect in found[0]
 
 
+# The ray extra is optional: only these modules may import it, and nothing on the
+# single-machine path imports them (server/runner.py loads RayPool only for --ray).
+RAY_MODULES = ("server.raypool", "server.raylocal", "server.raybench")
+
+
+def ray_violations(root: Path = ROOT) -> list[str]:
+    bad = []
+    for pkg in PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            mod = module_name(path)
+            for line, name in imports(path):
+                if _hits(name, "ray") and mod not in RAY_MODULES:
+                    bad.append(f"{path.relative_to(root)}:{line}: {mod} imports {name}")
+    return bad
+
+
+def test_only_the_ray_modules_import_ray():
+    assert ray_violations() == []
+
+
+def test_the_single_machine_path_loads_no_ray():
+    code = ("import sys, server.__main__, server.runner, server.dispatcher, server.bench, "
+            "workers.pool, workers.agent, loadgen.cli, loadgen.simulate;"
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
 def test_importing_the_core_loads_no_event_loop_http_or_torch():
     code = ("import sys, server.sched.scheduler, server.sched.policies, server.sched.gearplan;"
             "bad = {'asyncio', 'aiohttp', 'torch', 'loadgen'} & set(sys.modules);"

@@ -69,6 +69,7 @@ class BatchResult:
     subnet: str                     # the subnet (a cascade's first stage) the batch asked for
     load_ms: float = 0.0            # infaas: part of compute_ms spent loading separate models
     error: str | None = None        # the worker could not run this batch (arrays are empty)
+    transport_ms: float = 0.0       # a remote worker's round trip beyond its node's ring path
 
     @property
     def ok(self) -> bool:

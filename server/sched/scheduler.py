@@ -19,6 +19,14 @@ hopeless request is answered when it becomes hopeless, not when a worker frees u
 
 `margin_s` is how much later than `now` the policy plans. The live driver learns it (the
 rings, wake-ups and HTTP stack the profile does not time); the simulator leaves it at 0.
+
+`set_extra(w, s)`: what worker w adds on top, the round trip to a remote node (a Ray node
+agent, server/raypool.py), learnt per worker by the live driver, the measured figure in the
+simulator. The policy plans for w as if it were `margin_s + extra[w]` later. A worker whose
+extra leaves the head no pair that meets it is not asked (a policy would answer late): the next
+idle one is, and the head may wait for a nearer worker to free up. Expiry, the alarm and
+worker_lost's retry test use the smallest extra of the ready workers: a request is hopeless
+only when no worker could meet it.
 """
 from __future__ import annotations
 
@@ -89,7 +97,18 @@ class Scheduler:
         self.idle: dict[int, None] = {}          # ordered: the longest-idle worker decides first
         self.loaded: dict[int, str | None] = {}
         self.held: dict[int, Batch] = {}
+        self.extra: dict[int, float] = {}        # worker -> its transport's extra latency
+        self._floor = 0.0                        # the least extra of the ready workers
         self._ids = itertools.count(1)
+
+    def set_extra(self, wid: int, seconds: float) -> None:
+        self.extra[wid] = seconds
+        self._set_floor()
+
+    def _set_floor(self) -> None:
+        extra = self.extra
+        self._floor = min((extra.get(w, 0.0) for w in self.ready), default=0.0) \
+            if extra else 0.0
 
     # --- events --------------------------------------------------------------------------
     def arrive(self, now: float, req: Request) -> tuple[Action, ...] | list[Action]:
@@ -115,6 +134,8 @@ class Scheduler:
     def worker_ready(self, now: float, wid: int) -> list[Action]:
         self.ready.add(wid)
         self.loaded.setdefault(wid, None)
+        if self.extra:
+            self._set_floor()
         if wid not in self.held:
             self.idle[wid] = None
         return self._pump(now, [])
@@ -142,10 +163,13 @@ class Scheduler:
         self.ready.discard(wid)
         self.idle.pop(wid, None)
         self.loaded[wid] = None
+        if self.extra:
+            self.extra.pop(wid, None)
+            self._set_floor()
         batch = self.held.pop(wid, None)
         out: list[Action] = []
         if batch is not None:
-            t = now + self.margin_s
+            t = now + self.margin_s + self._floor
             lost = []
             for req in batch.requests:
                 if req.deadline - t >= self.min_latency:
@@ -192,10 +216,13 @@ class Scheduler:
             self._expire(now, queue, out)
             if not len(queue):
                 break
-            wid = next(iter(idle))
-            view = WorkerView(wid, self.loaded.get(wid), self.rate.rate(now),
-                              self.rate.window_count(now))
-            decision = self.policy.decide(t, queue, view)
+            if self.extra:
+                wid, decision = self._decide_extra(now, t, queue)
+            else:
+                wid = next(iter(idle))
+                view = WorkerView(wid, self.loaded.get(wid), self.rate.rate(now),
+                                  self.rate.window_count(now))
+                decision = self.policy.decide(t, queue, view)
             if decision is None:
                 break
             reqs = queue.pop_batch(decision.batch)
@@ -208,8 +235,29 @@ class Scheduler:
         self._set_wake()
         return out
 
+    def _decide_extra(self, now: float, t: float, queue: EDFQueue):
+        """The longest-idle worker that can still meet the head and that the policy finds a
+        decision for, each planned with its own extra latency; an extra that found none is not
+        tried again this round."""
+        extra, refused = self.extra, set()
+        rate, count = self.rate.rate(now), self.rate.window_count(now)
+        last = queue.head_deadline - self.min_latency
+        for wid in self.idle:
+            e = extra.get(wid, 0.0)
+            if e in refused:
+                continue
+            if t + e > last + _EPS:      # this worker would answer the head late: not it
+                refused.add(e)
+                continue
+            decision = self.policy.decide(t + e, queue,
+                                          WorkerView(wid, self.loaded.get(wid), rate, count))
+            if decision is not None:
+                return wid, decision
+            refused.add(e)
+        return None, None
+
     def _expire(self, now: float, queue: EDFQueue, out: list[Action]) -> list[Action]:
-        dead = queue.expire(now + self.margin_s, self.min_latency)
+        dead = queue.expire(now + self.margin_s + self._floor, self.min_latency)
         if dead:
             if self.ready:
                 out.append(Resolve(dead, Outcome.DROPPED, Reason.EXPIRED,
@@ -223,5 +271,5 @@ class Scheduler:
 
     def _set_wake(self) -> None:
         q = self.queue
-        self.wake_at = (q.head_deadline - self.min_latency - self.margin_s) if len(q) \
-            else math.inf
+        self.wake_at = (q.head_deadline - self.min_latency - self.margin_s - self._floor) \
+            if len(q) else math.inf

@@ -133,3 +133,22 @@ def test_bad_arguments():
 def test_speed_benchmark_reports_its_figures():
     out = speed_benchmark(synthetic_profile(), rate=2000, duration=1.0, workers=2)
     assert out["requests"] > 1000 and out["sim_seconds"] > 0 and 0 < out["slo_attainment"] <= 1
+
+
+def test_nodes_add_their_round_trip_and_the_scheduler_plans_with_it():
+    """Two workers, two nodes: worker 1 is 5 ms away. Each request alone, 100 ms apart,
+    fixed:fast (2 ms at batch 1). The longest-idle worker takes each in turn, so half the
+    answers take 2 ms and half 7; with the round trip at 0 all take 2."""
+    trace = Trace(np.arange(6) * 0.1, np.full(6, 50.0))
+    near = simulate(trace, two_subnets(), "fixed:fast", workers=2, nodes=2, node_rtt_ms=0.0)
+    far = simulate(trace, two_subnets(), "fixed:fast", workers=2, nodes=2, node_rtt_ms=5.0)
+    lat = np.round((far.finish - far.arrival) * 1e3, 6)
+    assert sorted(set(lat)) == [2.0, 7.0] and list(lat).count(7.0) == 3
+    assert np.allclose((near.finish - near.arrival) * 1e3, 2.0)
+    # A deadline only the local worker can meet is served there, never late.
+    tight = Trace(np.array([0.0, 0.0005]), np.array([5.0, 5.0]))
+    rec = simulate(tight, two_subnets(), "slackfit", workers=2, nodes=2, node_rtt_ms=5.0,
+                   bucket_ms=5)
+    assert outcome(rec)[0][0] == "ok" and "late" not in [o[0] for o in outcome(rec)]
+    with pytest.raises(ValueError):
+        simulate(trace, two_subnets(), "slackfit", workers=2, nodes=3)

@@ -78,3 +78,28 @@ async def test_a_worker_found_dead_at_dispatch_hands_its_batch_to_a_live_one():
     d.admit(r)                                      # worker 0 decides first, and is dead
     assert pool.batches == [[1]] and not r.payload.future.done()
     assert set(d.sched.held) == {1} and 0 not in d.sched.ready
+
+
+async def test_a_remote_workers_round_trip_is_learnt_for_it_alone():
+    """A reply carrying transport_ms (a Ray agent's round trip) sets that worker's extra in
+    the scheduler; the global margin, the local path's, does not grow by it."""
+    import numpy as np
+
+    from workers.protocol import BatchResult
+    prof = profile()
+    pool = HoldingPool()
+    d = Dispatcher(policy=make_policy("slackfit", prof), profile=prof, pool=pool,
+                   metrics=Metrics(), max_queue=16, max_batch=8)
+    d.worker_ready(7)
+    for i in range(32):
+        r = request(i, 10.0)
+        d.admit(r)
+        batch = d.sched.held[7]
+        await asyncio.sleep(0.010)                  # the network's share of the reply
+        d.on_result(BatchResult(7, batch.id, (i,), np.zeros((1, 3), np.float32),
+                                np.zeros(1, np.float32), np.zeros(1, np.int32),
+                                batch.decision.expected_s * 1e3, batch.decision.subnet,
+                                transport_ms=10.0))
+        assert (await r.payload.future).status == 200
+        assert d.sched.extra[7] == 0.010            # seeded by the first reply
+    assert d.margin.seconds < 0.005                 # it would be ~10 ms, counted as overrun

@@ -172,3 +172,49 @@ def test_the_longest_idle_worker_decides_first():
     s.arrive(0.0, req(1, 1.0))
     assert [w for _, _, w, _ in pol.seen] == [1, 0]
     assert kinds(s.result(0.002, 1)) == ["Served"]
+
+
+class Feasible:
+    """Decides only when the head's deadline leaves room for `need` s after `now`."""
+    name = "feasible"
+
+    def __init__(self, need):
+        self.need = need
+        self.seen = []
+
+    def decide(self, now, queue, worker):
+        self.seen.append((round(now, 6), worker.id))
+        if queue.head_deadline - now < self.need:
+            return None
+        return Decision("small", 1, self.need)
+
+
+def test_a_remote_worker_plans_with_its_extra_and_a_local_one_takes_what_it_cannot():
+    prof = profile()
+    pol = Feasible(0.005)
+    s = Scheduler(pol, prof)
+    s.set_extra(0, 0.004)                           # worker 0 is a node 4 ms away
+    s.worker_ready(0.0, 0)
+    s.worker_ready(0.0, 1)
+    [d] = s.arrive(0.0, req(0, 0.008))             # 8 ms: too tight for 0 (5 + 4), fits 1
+    assert d.batch.worker == 1
+    assert pol.seen == [(0.004, 0), (0.0, 1)]
+    [d] = s.arrive(0.0, req(1, 0.020))             # plenty: the remote worker takes it
+    assert d.batch.worker == 0
+
+
+def test_expiry_uses_the_nearest_ready_worker_a_request_it_can_meet_waits_for_it():
+    prof = profile()                               # fastest pair: 2 ms
+    s = Scheduler(Feasible(0.002), prof)
+    s.set_extra(0, 0.010)                          # worker 0 is 10 ms away, worker 1 local
+    s.worker_ready(0.0, 1)
+    [d] = s.arrive(0.0, req(0, 0.100))             # worker 1 busy from now on
+    assert d.batch.worker == 1
+    s.worker_ready(0.0, 0)
+    assert s.arrive(0.0, req(1, 0.005)) == []      # too tight for 0; not dropped: 1 can
+    assert len(s.queue) == 1 and s.wake_at == pytest.approx(0.003)
+    served, d = s.result(0.001, 1)                 # worker 1 frees up and takes it
+    assert isinstance(served, Served) and d.batch.worker == 1
+    s.worker_lost(0.002, 1)                        # only the far worker left: 10 ms floor
+    [drop] = s.arrive(0.002, req(2, 0.010))
+    assert (drop.outcome, drop.reason) == (Outcome.DROPPED, Reason.EXPIRED)
