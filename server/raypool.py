@@ -45,7 +45,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from models.profile_format import Profile
 from workers.agent import LOST, NodeAgent
-from workers.pool import WorkerInfo, WorkerNotReady
+from workers.pool import WorkerInfo, WorkerNotReady, call_guarded
 from workers.protocol import BatchResult
 
 log = logging.getLogger(__name__)
@@ -351,12 +351,7 @@ class RayPool:
                           compute_ms, subnet, load_ms, error, transport_ms)
         self._call(self.on_result, res)
 
-    @staticmethod
-    def _call(fn, *args) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("pool callback %s failed", getattr(fn, "__name__", fn))
+    _call = staticmethod(call_guarded)
 
 
 def _as_future(ref) -> asyncio.Future:

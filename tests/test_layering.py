@@ -10,6 +10,7 @@ level imports included), so a forbidden import fails here the day it is added:
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -125,19 +126,21 @@ def test_only_the_ray_modules_import_ray():
     assert ray_violations() == []
 
 
-def test_the_single_machine_path_loads_no_ray():
-    code = ("import sys, server.__main__, server.runner, server.dispatcher, server.bench, "
-            "workers.pool, workers.agent, loadgen.cli, loadgen.simulate;"
-            "print('ray' in sys.modules)")
+def loaded_by(modules: str, watch: set[str]) -> list[str]:
+    """Which of `watch` a fresh interpreter has loaded after importing `modules`."""
+    code = (f"import json, sys, {modules}; "
+            f"print(json.dumps(sorted(set({sorted(watch)!r}) & set(sys.modules))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.strip()
-    assert out == "False"
+                         text=True, check=True).stdout
+    return json.loads(out)
+
+
+def test_the_single_machine_path_loads_no_ray():
+    assert loaded_by("server.__main__, server.runner, server.dispatcher, server.bench, "
+                     "workers.pool, workers.agent, loadgen.cli, loadgen.simulate",
+                     {"ray"}) == []
 
 
 def test_importing_the_core_loads_no_event_loop_http_or_torch():
-    code = ("import sys, server.sched.scheduler, server.sched.policies, server.sched.gearplan;"
-            "bad = {'asyncio', 'aiohttp', 'torch', 'loadgen'} & set(sys.modules);"
-            "print(sorted(bad))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.strip()
-    assert out == "[]"
+    assert loaded_by("server.sched.scheduler, server.sched.policies, server.sched.gearplan",
+                     {"asyncio", "aiohttp", "torch", "loadgen"}) == []

@@ -104,6 +104,14 @@ def _nop(*_args) -> None:
     pass
 
 
+def call_guarded(fn, *args) -> None:
+    """Run a pool callback; a bug in it is logged, never allowed to kill the pool's loop."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("pool callback %s failed", getattr(fn, "__name__", fn))
+
+
 class WorkerPool:
     def __init__(self, devices: Sequence[str], supernet: str = "default", *,
                  profile: Profile | str | Path | None = None, weights: str | None = None,
@@ -518,12 +526,7 @@ class WorkerPool:
         if self._drained is not None and not any(w.in_flight for w in self._workers):
             self._drained.set()
 
-    @staticmethod
-    def _call(fn, *args) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("pool callback %s failed", getattr(fn, "__name__", fn))
+    _call = staticmethod(call_guarded)
 
 
 def _sweep_dirs() -> None:

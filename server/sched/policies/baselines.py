@@ -11,7 +11,17 @@ from server.sched.policies.base import Decision, QueueView, WorkerView
 from server.sched.policies.pairs import PairTable
 
 
-class Fixed:
+class _TableLookup:
+    """decide() for a policy that is just its pair table's rule (`self.table`)."""
+    table: PairTable
+
+    def decide(self, now: float, queue: QueueView, worker: WorkerView) -> Decision | None:
+        if not len(queue):
+            return None
+        return self.table.lookup(queue.head_deadline - now, queue.head().n, queue.n_samples)
+
+
+class Fixed(_TableLookup):
     """Clipper+: one subnet for the whole run, with the largest batch that fits the head's
     slack (at least the head request, at most the queue's samples)."""
 
@@ -21,34 +31,19 @@ class Fixed:
         self.table = PairTable(profile, lambda p: (p.batch,),
                                subnets=[profile.subnet(subnet)], max_batch=max_batch)
 
-    def decide(self, now: float, queue: QueueView, worker: WorkerView) -> Decision | None:
-        if not len(queue):
-            return None
-        return self.table.lookup(queue.head_deadline - now, queue.head().n, queue.n_samples)
 
-
-class MaxAcc:
+class MaxAcc(_TableLookup):
     """The most accurate subnet that fits the slack, with the largest batch that fits it."""
     name = "maxacc"
 
     def __init__(self, profile: Profile, *, max_batch: int | None = None) -> None:
         self.table = PairTable(profile, lambda p: (p.accuracy, p.batch), max_batch=max_batch)
 
-    def decide(self, now: float, queue: QueueView, worker: WorkerView) -> Decision | None:
-        if not len(queue):
-            return None
-        return self.table.lookup(queue.head_deadline - now, queue.head().n, queue.n_samples)
 
-
-class MaxBatch:
+class MaxBatch(_TableLookup):
     """The largest batch that fits the slack with any subnet, then the most accurate subnet
     that runs it in time."""
     name = "maxbatch"
 
     def __init__(self, profile: Profile, *, max_batch: int | None = None) -> None:
         self.table = PairTable(profile, lambda p: (p.batch, p.accuracy), max_batch=max_batch)
-
-    def decide(self, now: float, queue: QueueView, worker: WorkerView) -> Decision | None:
-        if not len(queue):
-            return None
-        return self.table.lookup(queue.head_deadline - now, queue.head().n, queue.n_samples)
