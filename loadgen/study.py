@@ -98,7 +98,8 @@ def margins(default: Point, others: Sequence[Point]) -> tuple[float, float]:
     margin below -0.1 (attainment) or -0.05 (accuracy) is exactly a `beats`."""
     att = [d[0] for d in (deltas(default, o) for o in others) if d[1] >= -BEAT_ACC_GIVE]
     acc = [d[1] for d in (deltas(default, o) for o in others) if d[0] >= -BEAT_ATTAIN_GIVE]
-    return (-max(att) if att else math.nan, -max(acc) if acc else math.nan)
+    # + 0.0: a tie is a margin of 0.0, not -0.0
+    return (-max(att) + 0.0 if att else math.nan, -max(acc) + 0.0 if acc else math.nan)
 
 
 # --- the grid -----------------------------------------------------------------------------
