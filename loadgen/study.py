@@ -292,11 +292,14 @@ def judge(result: dict, default: str) -> dict:
         if beats(d, o):
             da, dc = deltas(d, o)
             by.append({"by": p, "d_attain_pts": round(da, 4), "d_acc_pts": round(dc, 4)})
+    beside = [{"by": p, "d_attain_pts": round(da, 4), "d_acc_pts": round(dc, 4)}
+              for p, r in rows.items() if p != default and not counts_against(p, default)
+              for da, dc in [deltas(d, _point(r))] if beats(d, _point(r))]
     m_att, m_acc = margins(d, list(others.values()))
     cv2 = result["cv2"]
     is_heavy = heavy(result["load"], cv2 if cv2 is not None else math.nan)
     mb = rows.get("maxbatch")
-    return {"dominated_by": by, "margin_attain_pts": _none(m_att),
+    return {"dominated_by": by, "beaten_beside_by": beside, "margin_attain_pts": _none(m_att),
             "margin_acc_pts": _none(m_acc),
             "heavy": is_heavy, "ahead_of_maxbatch": (None if mb is None or default ==
                                                      "maxbatch" else ahead(d, _point(mb)))}
@@ -308,10 +311,11 @@ def _none(x: float) -> float | None:
 
 def summary(results: Sequence[dict], default: str, seconds: float) -> dict:
     """The study's last-line JSON."""
-    dominated, heavy_cells, ahead_cells = [], [], []
+    dominated, heavy_cells, ahead_cells, beside = [], [], [], []
     for r in results:
         v = r["verdict"]
         dominated += [{"cell": r["cell"], **b} for b in v["dominated_by"]]
+        beside += [{"cell": r["cell"], **b} for b in v["beaten_beside_by"]]
         if v["heavy"]:
             heavy_cells.append(r["cell"])
             if v["ahead_of_maxbatch"]:
@@ -323,7 +327,9 @@ def summary(results: Sequence[dict], default: str, seconds: float) -> dict:
             "heavy_cells_ahead_of_maxbatch": len(ahead_cells),
             "study_seconds": round(seconds, 1),
             "dominated_cell_list": dom_cells, "heavy_cell_list": heavy_cells,
-            "heavy_ahead_cell_list": ahead_cells, "dominated": dominated}
+            "heavy_ahead_cell_list": ahead_cells, "dominated": dominated,
+            # gears and cascades, by the same rule, not counted above
+            "beaten_beside_cells": len({b["cell"] for b in beside}), "beaten_beside": beside}
 
 
 def judge_all(results: Sequence[dict], default: str) -> None:

@@ -108,6 +108,8 @@ def test_judge_finds_who_beats_the_default():
     summ = S.summary([{**result, "verdict": v}], "slackfit", 1.0)
     assert summ["default_dominated_cells"] == 1 and summ["heavy_cells"] == 1
     assert summ["dominated"][0]["cell"] == "c"
+    assert [b["by"] for b in v["beaten_beside_by"]] == ["gears"]
+    assert summ["beaten_beside_cells"] == 1
 
 
 def test_study_command_end_to_end(tmp_path, capsys):
