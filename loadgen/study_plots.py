@@ -14,7 +14,7 @@ import numpy as np
 
 def plot_tradeoffs(results: Sequence[dict], default: str, out: Path) -> list[Path]:
     """One figure per (trace, workers): a panel per (load, SLO), each policy a point; the
-    default a red star, the policies that beat it ringed."""
+    default a red star, the policies that beat it ringed and named in the panel."""
     files = []
     for row in dict.fromkeys(_row(r) for r in results):
         cells = [r for r in results if _row(r) == row]
@@ -37,9 +37,13 @@ def plot_tradeoffs(results: Sequence[dict], default: str, out: Path) -> list[Pat
                     ax.scatter(acc * 100, att, marker="o" if fixed else "D", s=16 if fixed
                                else 30, color="tab:gray" if fixed else "tab:blue", zorder=3,
                                edgecolors="black" if name in by else "none")
-                if not name.startswith("fixed:") or name in by:
-                    ax.annotate(name.replace("fixed:", "")[:16], (acc * 100, att), fontsize=6,
-                                xytext=(3, 2), textcoords="offset points")
+                if not name.startswith("fixed:"):
+                    ax.annotate(name, (acc * 100, att), fontsize=6, xytext=(3, 2),
+                                textcoords="offset points")
+            if by:      # the ringed points, named here: fixed subnets crowd the top corner
+                ax.text(0.02, 0.03, "beaten by:\n" + "\n".join(
+                    b.replace("fixed:", "")[:22] for b in sorted(by)), fontsize=5,
+                    transform=ax.transAxes, va="bottom", color="tab:red")
             mark = " DOMINATED" if by else ""
             ax.set_title(f"load {r['load'] * 100:g}%, SLO {r['slo_x']:g}x "
                          f"({r['slo_ms']:.0f} ms){mark}", fontsize=8,
