@@ -7,11 +7,11 @@ import time
 
 from aiohttp import web
 
+from models.inputs import input_specs
 from models.profile_format import Profile
 from server.config import ServerConfig
 from server.dispatcher import Dispatcher, Pending
 from server.protocol import (
-    NUMPY_TO_V2,
     ProtocolError,
     encode_infer,
     parse_deadline_header,
@@ -48,10 +48,12 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
     app = web.Application(middlewares=[json_errors],
                           client_max_size=int(cfg.max_body_mb * 2**20))
     ids = itertools.count(1)
-    sample_shape = tuple(profile.input_shape)
-    dtype = profile.input_dtype
+    specs = input_specs(cfg.supernet, tuple(profile.input_shape))
+    if specs[0].ring_dtype != profile.input_dtype:
+        raise ValueError(f"input spec dtype {specs[0].ring_dtype} differs from the profile's "
+                         f"{profile.input_dtype}")
     max_samples = dispatcher.max_batch
-    metadata = _metadata(cfg, profile, max_samples)
+    metadata = _metadata(cfg, profile, max_samples, specs)
 
     def model_or_404(request: web.Request) -> None:
         name = request.match_info["name"]
@@ -91,8 +93,7 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         budget_ms = parse_deadline_header(deadline_hdr) if deadline_hdr is not None else None
         body = await request.read()
         inp = parse_infer(body, request.headers.get("Inference-Header-Content-Length"),
-                          input_name="input", sample_shape=sample_shape, dtype=dtype,
-                          max_samples=max_samples)
+                          specs=specs, max_samples=max_samples)
         if budget_ms is None:
             budget_ms = inp.timeout_us / 1e3 if inp.timeout_us is not None else cfg.slo_ms
         if dispatcher.queue.full():    # shed before building anything
@@ -132,11 +133,10 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
     return app
 
 
-def _metadata(cfg: ServerConfig, profile: Profile, max_samples: int) -> dict:
+def _metadata(cfg: ServerConfig, profile: Profile, max_samples: int, specs) -> dict:
     return {
         "name": cfg.model_name, "versions": ["1"], "platform": "pytorch_supernet",
-        "inputs": [{"name": "input", "datatype": NUMPY_TO_V2[profile.input_dtype],
-                    "shape": [-1, *profile.input_shape]}],
+        "inputs": [s.metadata() for s in specs],
         "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, profile.num_classes]},
                     {"name": "label", "datatype": "INT64", "shape": [-1]}],
         "parameters": {
