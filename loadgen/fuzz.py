@@ -27,14 +27,17 @@ HUGE_INT = "1" + "0" * 400
 class FuzzResult:
     sent: int = 0
     by_status: dict[int, int] = field(default_factory=dict)   # 0: no answer in time
-    five_xx: int = 0
+    five_xx: int = 0        # 5xx other than `shed`: the server failed
+    shed: int = 0           # 503/504 with a JSON `code` (queue full, deadline, shutting down):
+                            # the scheduler's deliberate answers, not failures
     silent: int = 0
-    examples: list[str] = field(default_factory=list)         # 5xx or silent: case and body
+    examples: list[str] = field(default_factory=list)         # failures: case and body
 
     def to_json(self) -> dict:
         return {"sent": self.sent, "by_status": {str(k): v for k, v in
                                                  sorted(self.by_status.items())},
-                "five_xx": self.five_xx, "silent": self.silent, "examples": self.examples}
+                "five_xx": self.five_xx, "shed": self.shed, "silent": self.silent,
+                "examples": self.examples}
 
 
 @dataclass(frozen=True)
@@ -159,10 +162,21 @@ def _cases(sample: list[int]) -> list[Callable[[random.Random], Case]]:
             binary, nesting, garbage, huge_length]
 
 
+def _shed(status: int, body: bytes) -> bool:
+    if status not in (503, 504):
+        return False
+    try:
+        return isinstance(json.loads(body).get("code"), str)
+    except (ValueError, AttributeError):
+        return False
+
+
 def _encode(case: Case, host: str, path: str) -> bytes:
     length = case.declared if case.declared is not None else len(case.body)
+    # A generous deadline: the fuzz probes validation, not the scheduler's deadline answers
+    # (the `timeout` parameter is still parsed and checked).
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {length}",
-             "Connection: close"]
+             "Connection: close", "X-Deadline-Ms: 20000"]
     if "Content-Type" not in case.head:
         lines.append("Content-Type: application/json")
     lines += [f"{k}: {v}" for k, v in case.head.items()]
@@ -225,7 +239,9 @@ async def fuzz(url: str, *, seconds: float, seed: int = 0, concurrency: int = 8,
             st, body = await _send(host, port, _encode(case, host, path), answer_s)
             res.sent += 1
             counts[st] += 1
-            if st >= 500 or st == 0:
+            if _shed(st, body):
+                res.shed += 1
+            elif st >= 500 or st == 0:
                 res.five_xx += st >= 500
                 res.silent += st == 0
                 if len(res.examples) < 8:
