@@ -44,14 +44,20 @@ class GuardedHandler(RequestHandler):
         super().data_received(data)
         if self._request_count != before:          # a request's headers are complete
             self._cancel_timer()
-        elif (data and self.header_timer is None and not self._request_in_progress
-              and not self._messages and self.read_timeout_s > 0):
+        elif data and self.header_timer is None and self._awaiting_head():
             # Bytes of a new request's head: its headers must be complete in time.
             self.header_timer = self._loop.call_later(self.read_timeout_s, self._header_late)
 
+    def _awaiting_head(self) -> bool:
+        """Between requests (not reading or discarding a body): start() waits for a message."""
+        if self._request_in_progress or self._messages or self.read_timeout_s <= 0:
+            return False
+        return self._request_count == 0 or (self._waiter is not None
+                                            and not self._waiter.done())
+
     def _header_late(self) -> None:
         self.header_timer = None
-        if self._request_in_progress or self._messages or self.transport is None:
+        if not self._awaiting_head() or self.transport is None:
             return
         self._answer_raw(raw_answer(
             408, "Request Timeout", f"request headers not complete within "
@@ -91,7 +97,9 @@ class GuardedRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, *, read_timeout_s: float, state: dict,
                  **kw) -> None:
-        super().__init__(app, **kw)
+        # After a 408 or 413 the rest of a body is discarded ("lingering") no longer than a
+        # body may take to arrive, then the connection closes.
+        super().__init__(app, lingering_time=read_timeout_s, **kw)
         self.guard = {"read_timeout_s": read_timeout_s, "state": state}
 
     async def _make_server(self) -> web.Server:
