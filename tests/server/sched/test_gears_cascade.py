@@ -128,6 +128,7 @@ def test_estimate_equals_the_executed_cascade_on_the_default_supernet():
     prof = Profile.load(zoo.profile_path("default", "cpu"))
     x, y = data.heldout("default")
     x, y = x[:500], y[:500]
+    px = data.heldout_pixels("default")[0][:500]
     ex = executor(prof, supernet="default", loader="models")
     used = (prof.subnets[0], prof.subnets[len(prof.subnets) // 2], prof.subnets[-1])
     preds = predict_subnets(ex.net, dataclasses.replace(prof, subnets=used), x, y,
@@ -135,7 +136,7 @@ def test_estimate_equals_the_executed_cascade_on_the_default_supernet():
     names = [s.name for s in used]
     for c in (make_cascade([(names[0], 0.7), (names[-1], 0.0)]),
               make_cascade([(names[0], 0.5), (names[len(names) // 2], 0.9), (names[-1], 0.0)])):
-        answers, stage = execute(ex, c, x)
+        answers, stage = execute(ex, c, px)     # the worker takes pixels, as clients send
         e = estimate(preds, c)
         assert float(np.mean(answers == y)) == pytest.approx(e.accuracy, abs=1.5 / len(y))
         assert np.mean(stage != answering_stage(preds, c)) <= 1.5 / len(y)
