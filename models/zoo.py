@@ -15,6 +15,7 @@ from pathlib import Path
 
 from models.profile_format import Profile
 from models.space import ResNetSpec
+from models.transformer_space import TransformerSpec
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 CHECKPOINT_FORMAT = 1
@@ -37,6 +38,16 @@ SPECS: dict[str, ResNetSpec] = {
         stage_widths=(64, 128, 256), stage_strides=(2, 2, 2), base_depths=(1, 1, 1),
         depth_list=(0, 1, 2, 3), expand_list=(0.15, 0.25, 0.35), width_list=(0.25, 0.5, 1.0),
         divisor=4),
+}
+
+TRANSFORMER_SPECS: dict[str, TransformerSpec] = {
+    # The embedded transformer: MNIST-1D signals (models/signals.py), 40 samples cut into 10
+    # patches of 8 (stride 4) plus [CLS]; DynaBERT's space (depth x heads, FFN at the heads'
+    # fraction). Small enough to train on two shared CPU cores.
+    "transformer": TransformerSpec(
+        name="transformer", num_classes=10, hidden=96, layers=6, heads=4, ffn=192,
+        depth_list=(0.5, 0.75, 1.0), head_list=(1, 2, 3, 4), embedding="signal",
+        input_shape=(1, 40), patch=8, patch_stride=4, layer_norm_eps=1e-5),
 }
 
 
