@@ -151,6 +151,10 @@ def train_batches(batch_size: int, seed: int):
 
 @lru_cache(maxsize=2)
 def _heldout_cached(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name == "transformer":           # the embedded transformer's MNIST-1D signals
+        from models import signals
+
+        return signals.heldout()
     if name != "default":
         raise ValueError(f"no held-out set for {name!r}; only 'default' has locally generated data")
     x, y = generate("heldout", HELDOUT_SIZE, HELDOUT_SEED)

@@ -184,7 +184,8 @@ def profile_supernet(net, device: str, *, candidates: int = 40, batch_sizes=DEFA
     prof = Profile(
         supernet=name, device=zoo.device_kind(device), percentile=percentile,
         batch_sizes=tuple(batch_sizes), input_shape=tuple(net.input_shape),
-        input_dtype="float32", num_classes=net.num_classes,
+        input_dtype="int64" if getattr(net, "input_dtype", "") == "INT64" else "float32",
+        num_classes=net.num_classes,
         subnets=tuple(SubnetProfile(name=c.name, config=c.config, accuracy=c.accuracy,
                                     params=c.params, latency_ms=dict(c.latency_p),
                                     latency_p50_ms=dict(c.latency_p50)) for c in pareto),

@@ -328,3 +328,19 @@ class StaticTransformer(nn.Module):
 
 def _key(config: dict) -> tuple:
     return (config["d"], tuple(config["h"]))
+
+
+def save_static(module: StaticTransformer, path) -> None:
+    """Write an extracted subnet as its own model file (shape + weights)."""
+    torch.save({"spec": module.spec.to_json(), "heads": module.heads,
+                "neurons": [m.fc1.out_features for m in module.layers],
+                "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}}, path)
+
+
+def load_static(path, device: str = "cpu") -> StaticTransformer:
+    """Read, build (on the meta device: no throw-away initialisation), place, eval mode."""
+    blob = torch.load(path, map_location=device, weights_only=True)
+    with torch.device("meta"):
+        m = StaticTransformer(TransformerSpec.from_json(blob["spec"]), blob["heads"], blob["neurons"])
+    m.load_state_dict(blob["state_dict"], assign=True)
+    return m.eval()

@@ -53,7 +53,7 @@ TRANSFORMER_SPECS: dict[str, TransformerSpec] = {
 
 def _base(name_or_path: str, weights: str | None) -> Path:
     """The path stem that the supernet's side files hang off."""
-    if name_or_path in SPECS:
+    if name_or_path in SPECS or name_or_path in TRANSFORMER_SPECS or name_or_path in _dynabert():
         if weights is not None:
             w = Path(weights)
             return w.with_name(w.name.removesuffix(".pt").removesuffix(".pth").removesuffix(".tar"))
@@ -65,10 +65,16 @@ def _base(name_or_path: str, weights: str | None) -> Path:
                      f"or the path of a checkpoint written by `python -m models train`")
 
 
+def _dynabert() -> dict:
+    from models.dynabert import SPECS as DYNABERT
+
+    return DYNABERT
+
+
 def weights_path(name_or_path: str, weights: str | None = None) -> Path:
     if weights is not None:
         return Path(weights)
-    if name_or_path in SPECS:
+    if name_or_path in SPECS or name_or_path in TRANSFORMER_SPECS:
         return ZOO_DIR / f"{name_or_path}.pt"
     return Path(name_or_path)
 
@@ -116,9 +122,23 @@ def load_supernet(name_or_path: str = "default", device: str = "cpu", weights: s
     if name_or_path == "ofa_resnet50" and weights is None:
         raise ValueError("ofa_resnet50 needs --weights PATH: the Once-for-All checkpoint "
                          "(ofa_resnet50_d=0+1+2_e=0.2+0.25+0.35_w=0.65+0.8+1.0); nothing is downloaded")
+    if name_or_path in _dynabert():
+        if weights is None:
+            raise ValueError(f"{name_or_path} needs --weights PATH: a DynaBERT checkpoint "
+                             f"(pytorch_model.bin); nothing is downloaded")
+        from models import dynabert
+
+        net = dynabert.load(name_or_path, str(wpath))
+        return _with_stats(net, name_or_path, weights, device)
     if not wpath.exists():
         raise FileNotFoundError(f"checkpoint {wpath} not found")
     blob = torch.load(wpath, map_location="cpu", weights_only=True)
+    if isinstance(blob, dict) and "embedding" in blob.get("spec", {}):
+        from models.transformer import TransformerSuperNet
+
+        net = TransformerSuperNet(TransformerSpec.from_json(blob["spec"]))
+        net.load_state_dict(blob["state_dict"])
+        return _with_stats(net, name_or_path, weights, device)
     if isinstance(blob, dict) and "spec" in blob:
         if blob.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{wpath}: checkpoint format {blob.get('format')!r}, "
@@ -138,6 +158,15 @@ def load_supernet(name_or_path: str = "default", device: str = "cpu", weights: s
         net.load_state_dict(state)
     except RuntimeError as e:
         raise ValueError(f"{wpath} does not match supernet {spec.name!r}: {e}") from None
+    spath = stats_path(name_or_path, weights)
+    if spath.exists():
+        net.load_stats_state(torch.load(spath, map_location="cpu", weights_only=True))
+    return net.to(device).eval()
+
+
+def _with_stats(net, name_or_path: str, weights: str | None, device: str):
+    import torch
+
     spath = stats_path(name_or_path, weights)
     if spath.exists():
         net.load_stats_state(torch.load(spath, map_location="cpu", weights_only=True))
