@@ -62,11 +62,12 @@ def train(args, spec) -> dict:
         sandwich = not args.standalone and step >= args.warm_steps
         if sandwich and rewired_at is None:
             rb = [next(batches) for _ in range(REWIRE_BATCHES)]
-            net.rewire([(torch.from_numpy(a), torch.from_numpy(b)) for a, b in rb])
+            # Adam's moments are permuted with their parameters, so training just carries on.
+            net.rewire([(torch.from_numpy(a), torch.from_numpy(b)) for a, b in rb],
+                       also=lambda p: [v for v in opt.state.get(p, {}).values()
+                                       if torch.is_tensor(v) and v.shape == p.shape])
             net.train()
             rewired_at = step
-            # Adam's moments follow parameters by position: permuted weights need fresh ones.
-            opt.state.clear()
         for g in opt.param_groups:
             g["lr"] = _lr(step, args.steps, args.lr, args.warmup)
         xb, yb = next(batches)

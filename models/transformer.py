@@ -246,12 +246,13 @@ class TransformerSuperNet(nn.Module):
         return n
 
     # --- rewiring (DynaBERT: most important heads and neurons first) -------------------
-    def rewire(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def rewire(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], also=None) -> None:
         """Permute each layer's heads and FFN neurons by importance, most important first.
 
         Importance is DynaBERT's: |d loss / d mask| accumulated over `batches`, for a mask of
         ones multiplying each head's context and each neuron's activation. The permutation
         changes no function of the full network, only which units first-k slicing keeps.
+        `also(param)` may name tensors shaped like `param` to permute with it (optimizer state).
         """
         sp = self.spec
         hm = torch.ones(sp.layers, sp.heads, requires_grad=True)
@@ -271,19 +272,24 @@ class TransformerSuperNet(nn.Module):
             self.__dict__["_masks"] = None
         with torch.no_grad():
             dh = sp.head_dim
+
+            def permute(param, idx, dim):
+                # The parameter and any per-parameter state (e.g. Adam's moments) alike.
+                for t in [param] + ([] if also is None else list(also(param))):
+                    t.copy_(t.index_select(dim, idx))
             for layer, h_imp, n_imp in zip(self._layers, hi, ni):
                 order = torch.argsort(h_imp, descending=True)
                 rows = (order[:, None] * dh + torch.arange(dh)).reshape(-1)
                 s, o = layer.attention.self, layer.attention.output
                 for lin in (s.query, s.key, s.value):
-                    lin.weight.copy_(lin.weight[rows])
-                    lin.bias.copy_(lin.bias[rows])
-                o.dense.weight.copy_(o.dense.weight[:, rows])
+                    permute(lin.weight, rows, 0)
+                    permute(lin.bias, rows, 0)
+                permute(o.dense.weight, rows, 1)
                 nord = torch.argsort(n_imp, descending=True)
                 i = layer.intermediate.dense
-                i.weight.copy_(i.weight[nord])
-                i.bias.copy_(i.bias[nord])
-                layer.output.dense.weight.copy_(layer.output.dense.weight[:, nord])
+                permute(i.weight, nord, 0)
+                permute(i.bias, nord, 0)
+                permute(layer.output.dense.weight, nord, 1)
         self.train(was)
         self._refresh()
 
