@@ -20,3 +20,13 @@ async def serve_app():
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def front_server():
+    """One real server (a CPU worker, shared memory) with tight front-end limits: 1 MiB bodies,
+    1 s to send headers or a body."""
+    from server.launch import ServerProcess
+    with ServerProcess(["--cpus", "1", "--slo-ms", "20000", "--max-body-mb", "1",
+                        "--read-timeout-s", "1", "--warmup-batches", "1,2"]) as s:
+        yield s
