@@ -126,6 +126,10 @@ class TransformerSpace:
     def uniform(self, d: float, h: int) -> dict:
         return self.canonical({"d": d, "h": [h] * self.n_kept(d)})
 
+    def diagonal(self) -> list[dict]:
+        """Every depth with every uniform head count: the space's small-to-large spine."""
+        return [self.uniform(d, h) for d in self.spec.depth_list for h in self.spec.head_list]
+
     def sample(self, rng: random.Random) -> dict:
         d = rng.choice(self.spec.depth_list)
         return self.canonical({"d": d, "h": [rng.choice(self.spec.head_list)

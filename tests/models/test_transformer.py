@@ -97,3 +97,30 @@ def test_rewiring_keeps_the_full_network_and_orders_heads():
     with torch.no_grad():
         after = net(x)
     torch.testing.assert_close(before, after, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_round_trip_through_the_zoo(tmp_path):
+    from models import zoo
+    from models.static import load_subnet, save_subnet
+
+    net = _net()
+    path = tmp_path / "t.pt"
+    zoo.save_checkpoint(net, path)
+    back = zoo.load_supernet(str(path))
+    x = torch.randn(3, 1, 40)
+    cfg = _configs()[3]
+    net.actuate(cfg)
+    back.actuate(cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), net(x))
+        save_subnet(net.extract(cfg), tmp_path / "s.pt")
+        torch.testing.assert_close(load_subnet(tmp_path / "s.pt")(x), net(x), atol=1e-5, rtol=0)
+
+
+def test_profile_candidates_cover_the_depth_by_heads_spine():
+    from models.profiling import candidate_configs
+
+    space = TransformerSpace(SPEC)
+    names = [space.name(c) for c in candidate_configs(space, 20, 0)]
+    assert len(names) == len(set(names)) == 20
+    assert {space.name(c) for c in space.diagonal()} <= set(names)
