@@ -126,8 +126,10 @@ def test_estimate_equals_the_executed_cascade_on_the_default_supernet():
     from models import data
     torch.set_num_threads(1)
     prof = Profile.load(zoo.profile_path("default", "cpu"))
+    # The net reads normalised inputs; the worker normalises what a client sends (pixels).
     x, y = data.heldout("default")
     x, y = x[:500], y[:500]
+    pixels = data.heldout_pixels("default")[0][:500]
     ex = executor(prof, supernet="default", loader="models")
     used = (prof.subnets[0], prof.subnets[len(prof.subnets) // 2], prof.subnets[-1])
     preds = predict_subnets(ex.net, dataclasses.replace(prof, subnets=used), x, y,
@@ -135,7 +137,7 @@ def test_estimate_equals_the_executed_cascade_on_the_default_supernet():
     names = [s.name for s in used]
     for c in (make_cascade([(names[0], 0.7), (names[-1], 0.0)]),
               make_cascade([(names[0], 0.5), (names[len(names) // 2], 0.9), (names[-1], 0.0)])):
-        answers, stage = execute(ex, c, x)
+        answers, stage = execute(ex, c, pixels)
         e = estimate(preds, c)
         assert float(np.mean(answers == y)) == pytest.approx(e.accuracy, abs=1.5 / len(y))
         assert np.mean(stage != answering_stage(preds, c)) <= 1.5 / len(y)
