@@ -24,9 +24,26 @@ def to_records(recs: Sequence[LiveRecord]) -> Records:
     return Records.from_rows(rows)
 
 
-def replay_trace(url: str, trace: Trace, slo_ms: float, *, progress: bool = True) -> Records:
+def served_samples(url: str, model: str = "default"):
+    """Held-out samples of the model the server says it serves (its metadata's supernet), as a
+    client sends them, checked against the metadata's input shape and datatype."""
+    import json
+    import urllib.request
+
     from models.data import heldout_pixels
-    x, y = heldout_pixels()
+    with urllib.request.urlopen(f"{url}/v2/models/{model}", timeout=10) as r:
+        meta = json.loads(r.read())
+    supernet = meta["parameters"]["supernet"]
+    x, y = heldout_pixels(supernet if supernet == "transformer" else "default")
+    inp = meta["inputs"][0]
+    if list(x.shape[1:]) != inp["shape"][1:] or inp["datatype"] != "FP32":
+        raise ValueError(f"the server's input {inp['name']} is {inp['datatype']} "
+                         f"{inp['shape']}: no local held-out samples of that kind")
+    return x, y
+
+
+def replay_trace(url: str, trace: Trace, slo_ms: float, *, progress: bool = True) -> Records:
+    x, y = served_samples(url)
     import uvloop  # the sender shares the CPU with the server: the cheaper loop matters
     recs = uvloop.run(replay(url, trace.arrivals, trace.budgets_ms(slo_ms), x, y,
                              progress=progress))

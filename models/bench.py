@@ -24,6 +24,7 @@ import torch
 from models import data, zoo
 from models.evaluate import accuracy, predict
 from models.static import load_subnet, save_subnet
+from models.transformer import load_static, save_static
 
 ABLATION_SAMPLES = 1000
 
@@ -45,18 +46,20 @@ def actuation_times_us(net, configs: list[dict], n: int) -> list[float]:
 
 
 def load_times_ms(net, names: list[str], device: str, repeats: int) -> tuple[list[float], int]:
+    transformer = getattr(net, "kind", "") == "transformer"
     times, disk = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for nm in names:
             p = Path(tmp) / f"{nm}.pt"
-            save_subnet(net.extract(nm).cpu(), p)
+            sub = net.extract(nm).cpu()
+            (save_static if transformer else save_subnet)(sub, p)
             disk += p.stat().st_size
             paths.append(p)
         for _ in range(repeats):
             for p in paths:
                 t = time.perf_counter()
-                m = load_subnet(p, device)
+                m = (load_static if transformer else load_subnet)(p, device)
                 if device.startswith("cuda"):
                     torch.cuda.synchronize(device)
                 times.append((time.perf_counter() - t) * 1e3)
@@ -75,7 +78,10 @@ def run(supernet: str = "default", device: str = "cpu", weights: str | None = No
     configs = [s.config for s in prof.subnets]
 
     # Correctness first: the actuated supernet and the extracted subnets agree.
-    x = torch.randn(4, *net.input_shape, device=device)
+    if getattr(net, "input_dtype", "FP32") == "INT64":
+        x = torch.randint(1, 1000, (4, *net.input_shape), device=device)
+    else:
+        x = torch.randn(4, *net.input_shape, device=device)
     max_err = 0.0
     with torch.no_grad():
         for nm in names:
@@ -129,8 +135,23 @@ def run(supernet: str = "default", device: str = "cpu", weights: str | None = No
         result["subnetnorm_gain_pts_mean"] = round(100 * float(np.mean(np.subtract(own, shared))), 2)
         result["subnetnorm_gain_pts_max"] = round(100 * float(np.max(np.subtract(own, shared))), 2)
         result["subnetnorm_gain_samples"] = len(hy)
+    if getattr(net, "kind", "") == "transformer" and supernet in zoo.TRANSFORMER_SPECS:
+        result.update(_training_figures(supernet, result))
     torch.set_num_threads(prev_threads)
     return result
+
+
+def _training_figures(supernet: str, result: dict) -> dict:
+    """The embedded transformer's training record (models/zoo/NAME.json), for its targets."""
+    info = json.loads((zoo.ZOO_DIR / f"{supernet}.json").read_text())
+    sup = info["supernet"]
+    return {"train_minutes": round(sup["wall_s"] / 60, 2),
+            "largest_accuracy": sup["heldout_accuracy"]["largest"],
+            "largest_gap_vs_standalone_pts": info.get("largest_gap_vs_standalone_pts"),
+            "pareto_accuracy_spread_pts": result["pareto_accuracy_spread_pts"],
+            "pareto_subnets": result["pareto_subnets"],
+            "pareto_latency_spread_x": result["pareto_latency_spread_x"],
+            "actuation_us_p50": result["actuation_us_p50"]}
 
 
 def main(args) -> int:

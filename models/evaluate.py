@@ -24,6 +24,11 @@ def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
 def calibration_batches(name: str, n: int = 2000, batch_size: int = 500, seed: int = 1,
                         device: str = "cpu") -> list[torch.Tensor]:
     """Training-split samples for SubnetNorm recalibration (never the held-out images)."""
+    if name == "transformer":           # only registers subnets: LayerNorm has no statistics
+        from models import signals
+
+        x = signals.train_set()[0][:n]
+        return [torch.from_numpy(x[i:i + batch_size]).to(device) for i in range(0, n, batch_size)]
     if name != "default":
         raise ValueError(f"no local training data for {name!r}: its subnets cannot be "
                          f"recalibrated here")

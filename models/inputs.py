@@ -70,11 +70,34 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def signal_input(shape: tuple[int, ...], name: str = "input") -> InputSpec:
+    """A 1-D signal as FP32 (MNIST-1D: already standardised by its generator)."""
+    return InputSpec(name=name, shape=tuple(shape), formats=(WireFormat("FP32", -1e4, 1e4),),
+                     preprocessing=f"a standardised 1-D signal {list(shape)} (MNIST-1D's "
+                                   f"make_dataset output); no server-side normalisation")
+
+
+def token_inputs(seq_len: int) -> tuple[InputSpec, ...]:
+    """BERT's inputs: INT64 token ids, then the optional attention mask and segment ids."""
+    text = "WordPiece token ids (bert-base-uncased vocabulary), as the tokenizer gives them"
+    return (InputSpec("input_ids", (seq_len,), (WireFormat("INT64", 0, 30521),), "int64",
+                      preprocessing=text),
+            InputSpec("attention_mask", (seq_len,), (WireFormat("INT64", 0, 1),), "int64",
+                      preprocessing="1 for real tokens, 0 for padding"),
+            InputSpec("token_type_ids", (seq_len,), (WireFormat("INT64", 0, 1),), "int64",
+                      preprocessing="segment ids: 0 for the first sentence, 1 for the second"))
+
+
 def input_specs(name_or_path: str, input_shape: tuple[int, ...] | None = None
                 ) -> tuple[InputSpec, ...]:
     """The inputs of supernet `name_or_path` (a zoo name, or a checkpoint that
     `python -m models train` wrote, which trains on models/data.py's digits)."""
-    from models.zoo import SPECS
+    from models.dynabert import SPECS as DYNABERT
+    from models.zoo import SPECS, TRANSFORMER_SPECS
+    if name_or_path in TRANSFORMER_SPECS:
+        return (signal_input(tuple(input_shape or TRANSFORMER_SPECS[name_or_path].input_shape)),)
+    if name_or_path in DYNABERT:
+        return token_inputs((input_shape or DYNABERT[name_or_path].input_shape)[0])
     spec = SPECS.get(name_or_path)
     shape = tuple(input_shape) if input_shape is not None else (
         spec.input_shape if spec is not None else (3, 32, 32))

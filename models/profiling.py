@@ -57,16 +57,24 @@ def candidate_configs(space, n: int, seed: int) -> list[dict]:
 
     add(space.largest())
     add(space.smallest())
-    for di in range(len(sp.depth_list)):
-        for wi in range(len(sp.width_list)):
-            for ei in range(len(sp.expand_list)):
-                add(space.uniform(di, ei, wi))
+    if hasattr(space, "diagonal"):          # a transformer space: depth x uniform heads
+        for cfg in space.diagonal():
+            add(cfg)
+    else:
+        _cnn_diagonal(space, sp, add)
     rng = random.Random(seed)
     tries = 0
     while len(out) < n and tries < 100 * n:
         add(space.sample(rng))
         tries += 1
     return list(out.values())
+
+
+def _cnn_diagonal(space, sp, add) -> None:
+    for di in range(len(sp.depth_list)):
+        for wi in range(len(sp.width_list)):
+            for ei in range(len(sp.expand_list)):
+                add(space.uniform(di, ei, wi))
 
 
 def _sync(device: str) -> None:
@@ -184,7 +192,8 @@ def profile_supernet(net, device: str, *, candidates: int = 40, batch_sizes=DEFA
     prof = Profile(
         supernet=name, device=zoo.device_kind(device), percentile=percentile,
         batch_sizes=tuple(batch_sizes), input_shape=tuple(net.input_shape),
-        input_dtype="float32", num_classes=net.num_classes,
+        input_dtype="int64" if getattr(net, "input_dtype", "") == "INT64" else "float32",
+        num_classes=net.num_classes,
         subnets=tuple(SubnetProfile(name=c.name, config=c.config, accuracy=c.accuracy,
                                     params=c.params, latency_ms=dict(c.latency_p),
                                     latency_p50_ms=dict(c.latency_p50)) for c in pareto),
@@ -255,7 +264,7 @@ def main(args) -> int:
             raise SystemExit("profile: with --accuracy-table there is no local training data to "
                              "recalibrate SubnetNorm on; pass --shared-stats to serve the "
                              "checkpoint's shared statistics")
-    elif args.supernet not in ("default",) and not Path(args.supernet).exists():
+    elif args.supernet not in ("default", "transformer") and not Path(args.supernet).exists():
         raise SystemExit(f"profile: {args.supernet!r} has no local held-out data; pass "
                          f"--accuracy-table FILE (subnet name -> top-1 of the weights' source)")
     batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))

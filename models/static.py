@@ -82,6 +82,10 @@ class StaticResNet(nn.Module):
 
 def save_subnet(module: StaticResNet, path: str | Path) -> None:
     """Write an extracted subnet as its own model file (architecture + weights + statistics)."""
+    from models.transformer import StaticTransformer, save_static
+    if isinstance(module, StaticTransformer):
+        save_static(module, path)
+        return
     if not isinstance(module, StaticResNet):
         raise TypeError(f"save_subnet expects an extracted StaticResNet, got {type(module).__name__}")
     sd = {k: v.detach().cpu() for k, v in module.state_dict().items()}
@@ -99,6 +103,9 @@ def load_subnet(path: str | Path, device: str = "cpu") -> StaticResNet:
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ValueError(f"{path}: not a subnet file ({type(e).__name__}: {first})") from None
+    if isinstance(blob, dict) and "heads" in blob:      # an extracted transformer subnet
+        from models.transformer import load_static
+        return load_static(path, device)
     if not isinstance(blob, dict) or blob.get("version") != FILE_VERSION:
         raise ValueError(f"{path}: not a subnet file of version {FILE_VERSION}")
     with torch.device("meta"):

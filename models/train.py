@@ -97,8 +97,15 @@ def train(args) -> dict:
 
 
 def main(args) -> int:
+    from models.zoo import TRANSFORMER_SPECS
+
+    if args.supernet in TRANSFORMER_SPECS:
+        from models import train_transformer
+
+        return train_transformer.main(args, TRANSFORMER_SPECS[args.supernet])
     if args.supernet != "default":
-        raise SystemExit(f"train: only 'default' has local training data (got {args.supernet!r})")
+        raise SystemExit(f"train: only 'default' and 'transformer' have local training data "
+                         f"(got {args.supernet!r})")
     command = "python -m models " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t_start = time.perf_counter()
     out = train(args)
@@ -132,7 +139,10 @@ def main(args) -> int:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--supernet", default="default", help="supernet to train (only 'default')")
+    p.add_argument("--supernet", default="default",
+                   help="supernet to train ('default' CNN or 'transformer')")
+    p.add_argument("--hidden-weight", type=float, default=1.0,
+                   help="transformer: weight of the hidden-state distillation loss")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--warm-steps", type=int, default=150,
                    help="first steps train the largest subnet alone, then the sandwich rule")

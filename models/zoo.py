@@ -15,6 +15,7 @@ from pathlib import Path
 
 from models.profile_format import Profile
 from models.space import ResNetSpec
+from models.transformer_space import TransformerSpec
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 CHECKPOINT_FORMAT = 1
@@ -39,10 +40,20 @@ SPECS: dict[str, ResNetSpec] = {
         divisor=4),
 }
 
+TRANSFORMER_SPECS: dict[str, TransformerSpec] = {
+    # The embedded transformer: MNIST-1D signals (models/signals.py), 40 samples cut into 10
+    # patches of 8 (stride 4) plus [CLS]; DynaBERT's space (depth x heads, FFN at the heads'
+    # fraction). Small enough to train on two shared CPU cores.
+    "transformer": TransformerSpec(
+        name="transformer", num_classes=10, hidden=96, layers=6, heads=4, ffn=192,
+        depth_list=(0.5, 0.75, 1.0), head_list=(1, 2, 3, 4), embedding="signal",
+        input_shape=(1, 40), patch=8, patch_stride=4, layer_norm_eps=1e-5),
+}
+
 
 def _base(name_or_path: str, weights: str | None) -> Path:
     """The path stem that the supernet's side files hang off."""
-    if name_or_path in SPECS:
+    if name_or_path in SPECS or name_or_path in TRANSFORMER_SPECS or name_or_path in _dynabert():
         if weights is not None:
             w = Path(weights)
             return w.with_name(w.name.removesuffix(".pt").removesuffix(".pth").removesuffix(".tar"))
@@ -54,10 +65,16 @@ def _base(name_or_path: str, weights: str | None) -> Path:
                      f"or the path of a checkpoint written by `python -m models train`")
 
 
+def _dynabert() -> dict:
+    from models.dynabert import SPECS as DYNABERT
+
+    return DYNABERT
+
+
 def weights_path(name_or_path: str, weights: str | None = None) -> Path:
     if weights is not None:
         return Path(weights)
-    if name_or_path in SPECS:
+    if name_or_path in SPECS or name_or_path in TRANSFORMER_SPECS:
         return ZOO_DIR / f"{name_or_path}.pt"
     return Path(name_or_path)
 
@@ -105,9 +122,23 @@ def load_supernet(name_or_path: str = "default", device: str = "cpu", weights: s
     if name_or_path == "ofa_resnet50" and weights is None:
         raise ValueError("ofa_resnet50 needs --weights PATH: the Once-for-All checkpoint "
                          "(ofa_resnet50_d=0+1+2_e=0.2+0.25+0.35_w=0.65+0.8+1.0); nothing is downloaded")
+    if name_or_path in _dynabert():
+        if weights is None:
+            raise ValueError(f"{name_or_path} needs --weights PATH: a DynaBERT checkpoint "
+                             f"(pytorch_model.bin); nothing is downloaded")
+        from models import dynabert
+
+        net = dynabert.load(name_or_path, str(wpath))
+        return _with_stats(net, name_or_path, weights, device)
     if not wpath.exists():
         raise FileNotFoundError(f"checkpoint {wpath} not found")
     blob = torch.load(wpath, map_location="cpu", weights_only=True)
+    if isinstance(blob, dict) and "embedding" in blob.get("spec", {}):
+        from models.transformer import TransformerSuperNet
+
+        net = TransformerSuperNet(TransformerSpec.from_json(blob["spec"]))
+        net.load_state_dict(blob["state_dict"])
+        return _with_stats(net, name_or_path, weights, device)
     if isinstance(blob, dict) and "spec" in blob:
         if blob.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{wpath}: checkpoint format {blob.get('format')!r}, "
@@ -127,6 +158,15 @@ def load_supernet(name_or_path: str = "default", device: str = "cpu", weights: s
         net.load_state_dict(state)
     except RuntimeError as e:
         raise ValueError(f"{wpath} does not match supernet {spec.name!r}: {e}") from None
+    spath = stats_path(name_or_path, weights)
+    if spath.exists():
+        net.load_stats_state(torch.load(spath, map_location="cpu", weights_only=True))
+    return net.to(device).eval()
+
+
+def _with_stats(net, name_or_path: str, weights: str | None, device: str):
+    import torch
+
     spath = stats_path(name_or_path, weights)
     if spath.exists():
         net.load_stats_state(torch.load(spath, map_location="cpu", weights_only=True))

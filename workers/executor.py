@@ -73,6 +73,8 @@ class Executor:
                              f"the supernet's {self.input_shape}")
         self.configs = {s.name: s.config for s in profile.subnets}
         self.norm = self._normaliser(loader, cfg.supernet)
+        # Token ids index an embedding table: they stay integers (a transformer over text).
+        self.token_ids = profile.input_dtype == "int64"
         self.subnet_dir = Path(cfg.subnet_dir) if cfg.subnet_dir else None
         self.separate: tuple[str, torch.nn.Module] | None = None   # infaas: the loaded model
         if self.cuda:
@@ -166,7 +168,9 @@ class Executor:
             with torch.cuda.stream(self.stream):
                 d = self.d_in[:nbytes]
                 d.copy_(self.h_in[:nbytes], non_blocking=True)
-                x = d.view(tdtype).view(h.shape).float()
+                x = d.view(tdtype).view(h.shape)
+                if x.is_floating_point() or not self.token_ids:
+                    x = x.float()
                 if self.norm is not None:
                     x = (x - self.norm[0]) / self.norm[1]
                 logits, cert, stage, load_ms = self._stages(h, x)
@@ -177,7 +181,7 @@ class Executor:
             out = (self.h_logits[:n].numpy(), self.h_cert[:n].numpy(), self.h_stage[:n].numpy())
         else:
             x = src.view(tdtype).view(h.shape)
-            if tdtype != torch.float32:
+            if tdtype != torch.float32 and not (self.token_ids and not x.is_floating_point()):
                 x = x.float()
             if self.norm is not None:
                 x = (x - self.norm[0]) / self.norm[1]

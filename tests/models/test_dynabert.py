@@ -1,0 +1,118 @@
+"""DynaBERT loader: a synthetic BERT-base state_dict with Hugging Face's exact names and shapes
+loads, and the supernet's full and sliced forwards match an encoder written here from the raw
+state_dict alone."""
+import math
+
+import pytest
+import torch
+
+from models import dynabert
+
+L, H, HEADS, FFN, VOCAB, POS, TYPES, CLASSES = 12, 768, 12, 3072, 30522, 512, 2, 3
+
+
+def _bert_base_state() -> dict:
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g) * 0.02
+
+    sd = {"bert.embeddings.word_embeddings.weight": r(VOCAB, H),
+          "bert.embeddings.position_embeddings.weight": r(POS, H),
+          "bert.embeddings.token_type_embeddings.weight": r(TYPES, H),
+          "bert.embeddings.LayerNorm.gamma": 1 + r(H), "bert.embeddings.LayerNorm.beta": r(H),
+          "bert.embeddings.position_ids": torch.arange(POS)[None]}
+    for i in range(L):
+        p = f"bert.encoder.layer.{i}."
+        for n in ("query", "key", "value"):
+            sd[p + f"attention.self.{n}.weight"] = r(H, H)
+            sd[p + f"attention.self.{n}.bias"] = r(H)
+        sd[p + "attention.output.dense.weight"] = r(H, H)
+        sd[p + "attention.output.dense.bias"] = r(H)
+        sd[p + "attention.output.LayerNorm.weight"] = 1 + r(H)
+        sd[p + "attention.output.LayerNorm.bias"] = r(H)
+        sd[p + "intermediate.dense.weight"] = r(FFN, H)
+        sd[p + "intermediate.dense.bias"] = r(FFN)
+        sd[p + "output.dense.weight"] = r(H, FFN)
+        sd[p + "output.dense.bias"] = r(H)
+        sd[p + "output.LayerNorm.weight"] = 1 + r(H)
+        sd[p + "output.LayerNorm.bias"] = r(H)
+    sd["bert.pooler.dense.weight"] = r(H, H)
+    sd["bert.pooler.dense.bias"] = r(H)
+    sd["classifier.weight"] = r(CLASSES, H)
+    sd["classifier.bias"] = r(CLASSES)
+    return sd
+
+
+def _ln(x, w, b, eps=1e-12):
+    mu = x.mean(-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(-1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + eps) * w + b
+
+
+def _reference(sd, ids, mask, types, layers, heads):
+    """BERT's encoder from the paper's equations, reading the state_dict directly."""
+    dh = H // HEADS
+    x = (sd["bert.embeddings.word_embeddings.weight"][ids]
+         + sd["bert.embeddings.position_embeddings.weight"][: ids.shape[1]]
+         + sd["bert.embeddings.token_type_embeddings.weight"][types])
+    x = _ln(x, sd["bert.embeddings.LayerNorm.gamma"], sd["bert.embeddings.LayerNorm.beta"])
+    neg = (1.0 - mask[:, None, None, :].double()) * -1e9
+    for i, h in zip(layers, heads):
+        p = f"bert.encoder.layer.{i}."
+        w = h * dh
+        f = FFN * h // HEADS
+
+        def lin(t, name, rows=None, cols=None, p=p):
+            W, b = sd[p + name + ".weight"], sd[p + name + ".bias"]
+            if rows is not None:
+                W, b = W[:rows], b[:rows]
+            if cols is not None:
+                W = W[:, :cols]
+            return t @ W.T + b
+        B, T, _ = x.shape
+        q, k, v = (lin(x, f"attention.self.{n}", rows=w).view(B, T, h, dh).transpose(1, 2)
+                   for n in ("query", "key", "value"))
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh) + neg, -1)
+        ctx = (att @ v).transpose(1, 2).reshape(B, T, w)
+        x = _ln(lin(ctx, "attention.output.dense", cols=w) + x,
+                sd[p + "attention.output.LayerNorm.weight"], sd[p + "attention.output.LayerNorm.bias"])
+        a = lin(x, "intermediate.dense", rows=f)
+        a = 0.5 * a * (1 + torch.erf(a / math.sqrt(2)))
+        x = _ln(lin(a, "output.dense", cols=f) + x,
+                sd[p + "output.LayerNorm.weight"], sd[p + "output.LayerNorm.bias"])
+    pooled = torch.tanh(x[:, 0] @ sd["bert.pooler.dense.weight"].T + sd["bert.pooler.dense.bias"])
+    return pooled @ sd["classifier.weight"].T + sd["classifier.bias"]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    sd = _bert_base_state()
+    path = tmp_path_factory.mktemp("dynabert") / "pytorch_model.bin"
+    torch.save(sd, path)
+    return sd, dynabert.load("dynabert_mnli", str(path))
+
+
+@pytest.mark.parametrize("cfg", [{"d": 1.0, "h": [12] * 12}, {"d": 0.5, "h": [3, 6, 9, 12, 3, 6]}])
+def test_forward_matches_reference_bert(loaded, cfg):
+    sd, net = loaded
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, VOCAB, (2, 9), generator=g)
+    mask = torch.ones(2, 9, dtype=torch.int64)
+    mask[1, 6:] = 0
+    types = torch.zeros(2, 9, dtype=torch.int64)
+    types[:, 5:] = 1
+    net.actuate(cfg)
+    with torch.no_grad():
+        out = net(ids, attention_mask=mask, token_type_ids=types)
+    sd64 = {k: v.double() if v.is_floating_point() else v for k, v in sd.items()}
+    ref = _reference(sd64, ids, mask, types, net.active.layers, cfg["h"])
+    assert net.active.layers == ((0, 2, 4, 6, 8, 10) if cfg["d"] == 0.5 else tuple(range(12)))
+    torch.testing.assert_close(out.double(), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_wrong_checkpoint_is_rejected(tmp_path):
+    path = tmp_path / "x.bin"
+    torch.save({"classifier.weight": torch.zeros(3, 768)}, path)
+    with pytest.raises(ValueError, match="not a dynabert_mnli checkpoint"):
+        dynabert.load("dynabert_mnli", str(path))
