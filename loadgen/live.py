@@ -25,8 +25,8 @@ def to_records(recs: Sequence[LiveRecord]) -> Records:
 
 
 def replay_trace(url: str, trace: Trace, slo_ms: float, *, progress: bool = True) -> Records:
-    from models.data import heldout
-    x, y = heldout()
+    from models.data import heldout_pixels
+    x, y = heldout_pixels()
     import uvloop  # the sender shares the CPU with the server: the cheaper loop matters
     recs = uvloop.run(replay(url, trace.arrivals, trace.budgets_ms(slo_ms), x, y,
                              progress=progress))

@@ -21,7 +21,8 @@ HELDOUT_FRACTION = 0.3          # of the 1797 base digits
 SPLIT_SEED = 20240611
 HELDOUT_SEED = 7
 HELDOUT_SIZE = 3000
-# Per-channel normalisation applied inside generate(), so callers get network-ready floats.
+# The network's normalisation of [0, 1] pixels (models/inputs.py states it to clients; the
+# worker applies it to what they send, generate() applies it for training and evaluation).
 _MEAN = 0.5
 _STD = 0.25
 
@@ -72,8 +73,18 @@ def _bilinear(img: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
     return out
 
 
+def normalise(pixels: np.ndarray) -> np.ndarray:
+    """[0, 1] pixels -> network input, in float32 as the worker computes it (bit-identical)."""
+    return ((pixels.astype(np.float32, copy=False) - np.float32(_MEAN)) / np.float32(_STD))
+
+
 def render(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Augment base digits [N, 8, 8] in [0,1] into normalised colour images [N, 3, 32, 32]."""
+    return normalise(render_pixels(images, rng))
+
+
+def render_pixels(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Augment base digits [N, 8, 8] in [0,1] into colour images [N, 3, 32, 32] in [0, 1]."""
     n = images.shape[0]
     # Affine map from output pixel (centred) to source pixel (centred); the digit nominally
     # fills ~26 px of the 32 px canvas.
@@ -127,17 +138,23 @@ def render(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     img = bg[:, :, None, None] + ramp
     img = img * (1.0 - ink) + fg[:, :, None, None] * ink
     img += rng.normal(0, 1, img.shape).astype(np.float32) * rng.uniform(0.02, 0.15, (n, 1, 1, 1)).astype(np.float32)
-    return ((np.clip(img, 0.0, 1.0) - _MEAN) / _STD).astype(np.float32)
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
 def generate(split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`n` augmented samples of a split, reproducible from `seed`: (X [n,3,32,32] f32, y [n] i64)."""
+    x, y = generate_pixels(split, n, seed)
+    return normalise(x), y
+
+
+def generate_pixels(split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """generate() before normalisation: X in [0, 1], what a client sends."""
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     base_x, base_y = base_split(split)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(base_x), n)
-    return render(base_x[idx], rng), base_y[idx].copy()
+    return render_pixels(base_x[idx], rng), base_y[idx].copy()
 
 
 def train_batches(batch_size: int, seed: int):
@@ -162,3 +179,14 @@ def _heldout_cached(name: str) -> tuple[np.ndarray, np.ndarray]:
 def heldout(name: str = "default") -> tuple[np.ndarray, np.ndarray]:
     """The fixed held-out set: (X float32 [N, 3, 32, 32], y int64 [N]), identical on every call."""
     return _heldout_cached(name)
+
+
+@lru_cache(maxsize=2)
+def heldout_pixels(name: str = "default") -> tuple[np.ndarray, np.ndarray]:
+    """The held-out set as a client sends it: pixels in [0, 1] (heldout() = normalise(these))."""
+    if name != "default":
+        raise ValueError(f"no held-out set for {name!r}; only 'default' has locally generated data")
+    x, y = generate_pixels("heldout", HELDOUT_SIZE, HELDOUT_SEED)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y

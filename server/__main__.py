@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fixed time the policy reserves for the HTTP stack; the measured "
                         "overrun of recent batches (p95) is added on top (server/margin.py)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="larger bodies get 413")
+    p.add_argument("--read-timeout-s", type=float, default=5.0,
+                   help="a request's headers (from their first byte) or body (from its "
+                        "headers) not complete within this get 408 and the connection closes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per CPU worker")
     p.add_argument("--spin-us", type=float, default=1000.0,
                    help="worker and loop poll the rings this long around each batch instead "
@@ -62,8 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
     if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1 or a.margin_ms < 0 \
-            or a.spin_us < 0 or a.watchdog_s < 0:
-        raise SystemExit("--slo-ms, --max-queue, --bucket-ms and --threads must be positive, "
+            or a.spin_us < 0 or a.watchdog_s < 0 or a.read_timeout_s <= 0:
+        raise SystemExit("--slo-ms, --max-queue, --bucket-ms, --threads and --read-timeout-s must be "
+                         "positive, "
                          "--margin-ms, --spin-us and --watchdog-s not negative")
     if a.gpus is not None and a.ray is None:   # with --ray the GPUs are the nodes' own
         import torch  # only here: the CPU path never pays for a CUDA probe
@@ -77,6 +81,7 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         devices=parse_devices(a.gpus, a.cpus), supernet=a.supernet, weights=a.weights,
         policy=a.policy, slo_ms=a.slo_ms, host=a.host, port=a.port, max_queue=a.max_queue,
         max_batch=a.max_batch, bucket_ms=a.bucket_ms, max_body_mb=a.max_body_mb,
+        read_timeout_s=a.read_timeout_s,
         margin_ms=a.margin_ms,
         threads_per_worker=a.threads, spin_us=a.spin_us, watchdog_s=a.watchdog_s,
         warmup_batches=warm, ray=a.ray,

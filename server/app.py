@@ -7,11 +7,11 @@ import time
 
 from aiohttp import web
 
+from models.inputs import input_specs
 from models.profile_format import Profile
 from server.config import ServerConfig
 from server.dispatcher import Dispatcher, Pending
 from server.protocol import (
-    NUMPY_TO_V2,
     ProtocolError,
     encode_infer,
     parse_deadline_header,
@@ -25,16 +25,40 @@ def error(status: int, reason: str, headers: dict | None = None, **extra) -> web
     return web.json_response({"error": reason, **extra}, status=status, headers=headers)
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler):
-    """Every error a client can cause comes back as JSON with a specific reason."""
+def closing(resp: web.Response) -> web.Response:
+    """Answer, then close: the rest of the body is never read (or the server is going)."""
+    resp.force_close()
+    return resp
+
+
+def too_large(request: web.Request) -> web.Response:
+    return closing(error(413, f"request body exceeds the server's limit of "
+                              f"{request.app._client_max_size} bytes (--max-body-mb)"))
+
+
+def json_errors(state: dict):
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        """Every error a client can cause comes back as JSON with a specific reason; while
+        draining every answer closes its connection, so no client sends on it again."""
+        resp = await _answer(request, handler)
+        if state["draining"]:
+            resp.force_close()
+        return resp
+    return middleware
+
+
+async def _answer(request: web.Request, handler) -> web.Response:
+    # A declared length over the limit is refused from the header, before any body is read.
+    if (request.content_length or 0) > request.app._client_max_size:
+        return too_large(request)
     try:
         return await handler(request)
     except ProtocolError as e:
-        return error(e.status, e.reason, **e.extra)
+        resp = error(e.status, e.reason, **e.extra)
+        return closing(resp) if e.status == 408 else resp
     except web.HTTPRequestEntityTooLarge:
-        return error(413, f"request body exceeds the server's limit of "
-                          f"{request.app._client_max_size} bytes (--max-body-mb)")
+        return too_large(request)
     except web.HTTPNotFound:
         return error(404, f"no route {request.method} {request.path}")
     except web.HTTPMethodNotAllowed as e:
@@ -45,19 +69,34 @@ async def json_errors(request: web.Request, handler):
 def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
              state: dict) -> web.Application:
     """`state` is shared with the runner: {"ready": bool, "draining": bool}."""
-    app = web.Application(middlewares=[json_errors],
+    app = web.Application(middlewares=[json_errors(state)],
                           client_max_size=int(cfg.max_body_mb * 2**20))
     ids = itertools.count(1)
-    sample_shape = tuple(profile.input_shape)
-    dtype = profile.input_dtype
+    specs = input_specs(cfg.supernet, tuple(profile.input_shape))
+    if specs[0].ring_dtype != profile.input_dtype:
+        raise ValueError(f"input spec dtype {specs[0].ring_dtype} differs from the profile's "
+                         f"{profile.input_dtype}")
     max_samples = dispatcher.max_batch
-    metadata = _metadata(cfg, profile, max_samples)
+    metadata = _metadata(cfg, profile, max_samples, specs)
 
     def model_or_404(request: web.Request) -> None:
         name = request.match_info["name"]
         if name != cfg.model_name:
             raise ProtocolError(404, f"unknown model {name!r}; this server serves "
                                      f"{cfg.model_name!r}")
+        version = request.match_info.get("version")
+        if version is not None and version != "1":
+            raise ProtocolError(404, f"unknown version {version!r} of model {name!r}; "
+                                     "it has version '1'")
+
+    async def read_body(request: web.Request) -> bytes:
+        """The body within --read-timeout-s: a client that dribbles it gets 408."""
+        try:
+            return await asyncio.wait_for(request.read(), cfg.read_timeout_s)
+        except TimeoutError:
+            raise ProtocolError(408, f"request body not complete within "
+                                     f"{cfg.read_timeout_s:g} s (--read-timeout-s)",
+                                code="read_timeout") from None
 
     async def live(_: web.Request) -> web.Response:
         return web.json_response({"live": True})
@@ -89,10 +128,9 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
                          code=Reason.NOT_READY.value)
         deadline_hdr = request.headers.get("X-Deadline-Ms")
         budget_ms = parse_deadline_header(deadline_hdr) if deadline_hdr is not None else None
-        body = await request.read()
+        body = await read_body(request)
         inp = parse_infer(body, request.headers.get("Inference-Header-Content-Length"),
-                          input_name="input", sample_shape=sample_shape, dtype=dtype,
-                          max_samples=max_samples)
+                          specs=specs, max_samples=max_samples)
         if budget_ms is None:
             budget_ms = inp.timeout_us / 1e3 if inp.timeout_us is not None else cfg.slo_ms
         if dispatcher.queue.full():    # shed before building anything
@@ -117,26 +155,36 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         out, headers = encode_infer(cfg.model_name, inp, ans.logits, params)
         return web.Response(body=out, headers=headers)
 
+    async def repository_index(request: web.Request) -> web.Response:
+        """Triton's model-repository index (tritonclient asks for it)."""
+        if request.can_read_body:
+            await read_body(request)     # {"ready": bool} filters; one model either way
+        ok = state["ready"] and not state["draining"]
+        return web.json_response([{"name": cfg.model_name, "version": "1",
+                                   "state": "READY" if ok else "UNAVAILABLE"}])
+
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=dispatcher.metrics.render(),
                             headers={"Content-Type": "text/plain; version=0.0.4"})
 
     # The hot route first: aiohttp tries resources in the order they were added.
     app.router.add_post("/v2/models/{name}/infer", infer)
+    app.router.add_post("/v2/models/{name}/versions/{version}/infer", infer)
     app.router.add_get("/v2/health/live", live)
     app.router.add_get("/v2/health/ready", ready)
     app.router.add_get("/v2", server_meta)
-    app.router.add_get("/v2/models/{name}", model_meta)
-    app.router.add_get("/v2/models/{name}/ready", model_ready)
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.router.add_get(base, model_meta)
+        app.router.add_get(f"{base}/ready", model_ready)
+    app.router.add_post("/v2/repository/index", repository_index)
     app.router.add_get("/metrics", metrics)
     return app
 
 
-def _metadata(cfg: ServerConfig, profile: Profile, max_samples: int) -> dict:
+def _metadata(cfg: ServerConfig, profile: Profile, max_samples: int, specs) -> dict:
     return {
         "name": cfg.model_name, "versions": ["1"], "platform": "pytorch_supernet",
-        "inputs": [{"name": "input", "datatype": NUMPY_TO_V2[profile.input_dtype],
-                    "shape": [-1, *profile.input_shape]}],
+        "inputs": [s.metadata() for s in specs],
         "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, profile.num_classes]},
                     {"name": "label", "datatype": "INT64", "shape": [-1]}],
         "parameters": {

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from models.inputs import InputSpec
 
 # KServe v2 datatype names <-> numpy dtypes (the subset a vision model's input/output uses).
 V2_TO_NUMPY = {"FP32": "float32", "FP16": "float16", "FP64": "float64", "UINT8": "uint8",
@@ -33,17 +36,53 @@ def bad(reason: str) -> ProtocolError:
     return ProtocolError(400, reason)
 
 
+# Deeper than any tensor a request needs ([N, C, H, W] data inside inputs inside the object);
+# bounded before json.loads so hostile nesting is a 400, never a RecursionError.
+MAX_JSON_DEPTH = 32
+MAX_ID_CHARS = 256
+_OPEN = np.zeros(256, np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(raw: bytes) -> int:
+    """Deepest bracket nesting of a JSON text, brackets inside strings ignored (vectorised)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return MAX_JSON_DEPTH       # cannot be deeper: skip the scan on ordinary requests
+    if b'"' in raw:
+        raw = _STRING.sub(b"", raw)
+    steps = _OPEN[np.frombuffer(raw, np.uint8)]
+    return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(raw: bytes):
+    """json.loads for untrusted bodies: nesting bounded, NaN/Infinity tokens refused."""
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise bad(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise bad(f"malformed JSON: {e}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class InferInput:
     request_id: str | None
     n: int                        # samples (leading dimension)
-    data: memoryview              # raw little-endian bytes of the input tensor, C order
+    data: memoryview              # the first input's bytes in the ring's dtype, C order
     timeout_us: float | None      # v2 parameter "timeout" (µs), if given
     binary_output: bool           # answer with the binary-tensor extension
+    tensors: dict[str, memoryview] = field(default_factory=dict)   # every input, by name
 
 
-def parse_infer(body: bytes, header_len: str | None, *, input_name: str, sample_shape: tuple,
-                dtype: str, max_samples: int) -> InferInput:
+def parse_infer(body: bytes, header_len: str | None, *, specs: tuple[InputSpec, ...],
+                max_samples: int, output_names: tuple[str, ...] = ("logits", "label")
+                ) -> InferInput:
     if header_len is not None:
         try:
             hlen = int(header_len)
@@ -54,74 +93,150 @@ def parse_infer(body: bytes, header_len: str | None, *, input_name: str, sample_
         head_bytes, rest = body[:hlen], memoryview(body)[hlen:]
     else:
         head_bytes, rest = body, memoryview(b"")
-    try:
-        req = json.loads(head_bytes)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise bad(f"malformed JSON: {e}") from None
+    req = loads(head_bytes)
     if not isinstance(req, dict):
         raise bad("the request body must be a JSON object")
+    names = [s.name for s in specs]
     inputs = req.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise bad(f"'inputs' must be a list holding exactly one tensor named {input_name!r}")
-    inp = inputs[0]
-    if inp.get("name") != input_name:
-        raise bad(f"unknown input {inp.get('name')!r}; the model's input is {input_name!r}")
-    want_v2 = NUMPY_TO_V2[dtype]
-    if inp.get("datatype") != want_v2:
-        raise bad(f"input {input_name!r} has datatype {inp.get('datatype')!r}; "
-                  f"the model expects {want_v2}")
+    if (not isinstance(inputs, list) or len(inputs) != len(specs)
+            or not all(isinstance(i, dict) for i in inputs)):
+        raise bad(f"'inputs' must be a list of {len(specs)} tensor object(s) named {names}")
+    by_name = {i.get("name"): i for i in inputs if isinstance(i.get("name"), str)}
+    for i in inputs:
+        if i.get("name") not in names:
+            raise bad(f"unknown input {i.get('name')!r}; the model's inputs are {names}")
+    if len(by_name) != len(specs):
+        raise bad(f"each of the inputs {names} must be given once")
+    tensors: dict[str, memoryview] = {}
+    n = None
+    offset = 0
+    for spec in specs:
+        t, k, used = _tensor(spec, by_name[spec.name], rest, offset, header_len is not None,
+                             max_samples)
+        offset += used
+        if n is not None and k != n:
+            raise bad(f"input {spec.name!r} has {k} samples, the first input {n}")
+        n = k
+        tensors[spec.name] = t
+    if header_len is not None and offset != len(rest):
+        raise bad(f"{len(rest)} binary bytes after the JSON header; the binary inputs "
+                  f"declare {offset}")
+
+    top = req.get("parameters", {})
+    if not isinstance(top, dict):
+        raise bad("request 'parameters' must be an object")
+    timeout = top.get("timeout")
+    if timeout is not None:
+        ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+        try:
+            timeout = float(timeout) if ok else None
+        except OverflowError:
+            timeout = None
+        if timeout is None or not math.isfinite(timeout) or timeout <= 0:
+            raise bad(f"parameter 'timeout' must be a positive number of microseconds, "
+                      f"got {_short(top.get('timeout'))}")
+    outs = req.get("outputs", [])
+    if not isinstance(outs, list) or not all(isinstance(o, dict) for o in outs):
+        raise bad("'outputs' must be a list of objects")
+    binary_out = bool(top.get("binary_data_output"))
+    for o in outs:
+        if o.get("name") not in output_names:
+            raise bad(f"unknown output {_short(o.get('name'))}; the model's outputs are "
+                      f"{list(output_names)}")
+        op = o.get("parameters", {})
+        if not isinstance(op, dict):
+            raise bad(f"output {o['name']!r}: 'parameters' must be an object")
+        binary_out = binary_out or bool(op.get("binary_data"))
+    rid = req.get("id")
+    if rid is not None and (not isinstance(rid, str) or len(rid) > MAX_ID_CHARS):
+        raise bad(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
+    first = tensors[specs[0].name]
+    return InferInput(request_id=rid, n=n, data=first, timeout_us=timeout,
+                      binary_output=binary_out, tensors=tensors)
+
+
+def _short(v) -> str:
+    r = repr(v) if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _tensor(spec: InputSpec, inp: dict, rest: memoryview, offset: int, binary: bool,
+            max_samples: int) -> tuple[memoryview, int, int]:
+    """(bytes in spec.ring_dtype, samples, binary bytes consumed) of one input tensor."""
+    dt = inp.get("datatype")
+    fmt = spec.format(dt) if isinstance(dt, str) else None
+    if fmt is None:
+        raise bad(f"input {spec.name!r} has datatype {_short(dt)}; the model accepts "
+                  f"{' or '.join(f.describe() for f in spec.formats)}")
     shape = inp.get("shape")
     if (not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool)
                                                for s in shape)):
         raise bad("'shape' must be a list of integers")
-    if tuple(shape[1:]) != tuple(sample_shape) or len(shape) != len(sample_shape) + 1:
-        raise bad(f"input shape {shape} does not match [N, {', '.join(map(str, sample_shape))}]")
+    if tuple(shape[1:]) != spec.shape or len(shape) != len(spec.shape) + 1:
+        raise bad(f"input shape {shape} does not match [N, {', '.join(map(str, spec.shape))}]")
     n = shape[0]
     if not 1 <= n <= max_samples:
         raise bad(f"the leading dimension is {n}; it must be between 1 and {max_samples} "
                   "(the largest batch this server runs)")
-    nbytes = n * math.prod(sample_shape) * np.dtype(dtype).itemsize
-
-    params = inp.get("parameters") or {}
+    wire = np.dtype(V2_TO_NUMPY[fmt.datatype])
+    count = n * math.prod(spec.shape)
+    nbytes = count * wire.itemsize
+    params = inp.get("parameters", {})
     if not isinstance(params, dict):
         raise bad("input 'parameters' must be an object")
     if "binary_data_size" in params:
         size = params["binary_data_size"]
-        if header_len is None:
+        if not binary:
             raise bad("binary_data_size given without an Inference-Header-Content-Length header")
-        if size != nbytes or len(rest) != nbytes:
-            raise bad(f"binary input holds {len(rest)} bytes (binary_data_size {size}); "
-                      f"shape {shape} of {want_v2} needs {nbytes}")
-        data = rest
+        if size != nbytes or len(rest) - offset < nbytes:
+            raise bad(f"binary input holds {len(rest) - offset} bytes (binary_data_size "
+                      f"{_short(size)}); shape {shape} of {fmt.datatype} needs {nbytes}")
+        raw = rest[offset:offset + nbytes]
+        arr = np.frombuffer(raw, wire)
+        used = nbytes
     else:
         if "data" not in inp:
-            raise bad(f"input {input_name!r} has neither 'data' nor binary_data_size")
+            raise bad(f"input {spec.name!r} has neither 'data' nor binary_data_size")
         try:
-            arr = np.asarray(inp["data"], dtype=dtype)
-        except (ValueError, TypeError) as e:
-            raise bad(f"input data is not a {want_v2} tensor: {e}") from None
-        if arr.size * arr.itemsize != nbytes:
-            raise bad(f"input data holds {arr.size} values; shape {shape} needs "
-                      f"{nbytes // np.dtype(dtype).itemsize}")
-        if not np.isfinite(arr).all():
-            raise bad("input data holds NaN or infinity")
-        data = memoryview(np.ascontiguousarray(arr)).cast("B")
+            arr = np.asarray(inp["data"], dtype=np.float64 if wire.kind == "f" else object)
+            if wire.kind != "f":
+                arr = _integers(arr, wire)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise bad(f"input data is not a {fmt.datatype} tensor: {str(e)[:120]}") from None
+        if arr.size != count:
+            raise bad(f"input data holds {arr.size} values; shape {shape} needs {count}")
+        arr = arr.astype(wire).ravel()    # FP64 -> FP32 here, so 3e39 becomes inf, checked next
+        raw = None
+        used = 0
+    _check_values(spec, fmt, arr)
+    ring = np.dtype(spec.ring_dtype)
+    if wire != ring or fmt.scale != 1.0:
+        arr = arr.astype(ring) * ring.type(fmt.scale) if fmt.scale != 1.0 else arr.astype(ring)
+        raw = None
+    if raw is None:
+        raw = memoryview(np.ascontiguousarray(arr)).cast("B")
+    return raw, n, used
 
-    top = req.get("parameters") or {}
-    if not isinstance(top, dict):
-        raise bad("request 'parameters' must be an object")
-    timeout = top.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool)
-                                or not isinstance(timeout, (int, float))
-                                or timeout <= 0 or not math.isfinite(timeout)):
-        raise bad(f"parameter 'timeout' must be a positive number of microseconds, "
-                  f"got {timeout!r}")
-    outs = req.get("outputs") or []
-    binary_out = bool(top.get("binary_data_output")) or any(
-        isinstance(o, dict) and (o.get("parameters") or {}).get("binary_data") for o in outs)
-    rid = req.get("id")
-    return InferInput(request_id=str(rid) if rid is not None else None, n=n, data=data,
-                      timeout_us=timeout, binary_output=binary_out)
+
+def _integers(arr: np.ndarray, wire: np.dtype) -> np.ndarray:
+    """Python ints of JSON data to `wire`, refusing fractions, bools and out-of-range values."""
+    flat = arr.ravel().tolist()
+    if not all(type(v) is int for v in flat):
+        raise ValueError(f"{wire.name} data must be integers")
+    info = np.iinfo(wire)
+    if flat and (min(flat) < info.min or max(flat) > info.max):
+        raise ValueError(f"values outside [{info.min}, {info.max}]")
+    return np.asarray(flat, dtype=wire).reshape(arr.shape)
+
+
+def _check_values(spec: InputSpec, fmt, arr: np.ndarray) -> None:
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise bad(f"input {spec.name!r} holds NaN or infinity (after conversion to "
+                  f"{fmt.datatype})")
+    if fmt.low is not None and arr.size and (arr.min() < fmt.low or arr.max() > fmt.high):
+        raise bad(f"input {spec.name!r} holds values in [{arr.min():g}, {arr.max():g}]; "
+                  f"{fmt.datatype} must lie in [{fmt.low:g}, {fmt.high:g}] "
+                  f"({spec.preprocessing or 'see the model metadata'})")
 
 
 def parse_deadline_header(value: str) -> float:
@@ -148,11 +263,12 @@ def encode_infer(model: str, inp: InferInput, logits: np.ndarray,
     if not inp.binary_output:
         outputs[0]["data"] = logits.ravel().tolist()
         outputs[1]["data"] = top1.tolist()
-        return json.dumps(resp).encode(), {"Content-Type": "application/json"}
+        # allow_nan=False: a bare NaN token would make the whole answer invalid JSON.
+        return json.dumps(resp, allow_nan=False).encode(), {"Content-Type": "application/json"}
     blobs = [np.ascontiguousarray(logits, dtype=np.float32).tobytes(), top1.tobytes()]
     for o, b in zip(outputs, blobs):
         o["parameters"] = {"binary_data_size": len(b)}
-    head = json.dumps(resp).encode()
+    head = json.dumps(resp, allow_nan=False).encode()
     return (head + b"".join(blobs),
             {"Content-Type": "application/octet-stream",
              "Inference-Header-Content-Length": str(len(head))})

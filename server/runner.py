@@ -13,6 +13,7 @@ from aiohttp import web
 from models.profile_format import Profile
 from server.app import make_app
 from server.config import ServerConfig
+from server.connections import GuardedRunner
 from server.dispatcher import Dispatcher
 from server.metrics import Metrics
 from server.sched.policies import make_policy
@@ -103,7 +104,7 @@ class Server:
                                      margin_s=cfg.margin_ms / 1e3, spin_s=cfg.spin_us / 1e6,
                                      cascade_accuracy=cascade_accuracy(cfg))
         self.app = make_app(cfg, self.profile, self.dispatcher, self.state)
-        self._runner: web.AppRunner | None = None
+        self._runner: GuardedRunner | None = None
         self.port: int | None = None
         self.stopped = asyncio.Event()
 
@@ -121,7 +122,8 @@ class Server:
             self.dispatcher.worker_ready(wid)
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5)
+        self._runner = GuardedRunner(self.app, read_timeout_s=self.cfg.read_timeout_s,
+                                     state=self.state, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
         await site.start()
@@ -143,16 +145,28 @@ class Server:
         print(f"superserve ready after {time.monotonic() - t0:.1f}s of warm-up: "
               f"{len(self.profile.subnets)} subnets, batches up to {self.max_batch}", flush=True)
 
-    async def stop(self, drain_s: float = 30.0) -> None:
-        """Drain: refuse new work, answer everything queued, then release workers and shm."""
+    async def stop(self, drain_s: float = 30.0, grace_s: float = 1.0) -> None:
+        """Drain: stop listening, refuse new work, answer everything queued, then release
+        workers and shm. Every request that still reaches the server on an open connection
+        gets an answer (200, or 503 `shutting down` with Connection: close), so a keep-alive
+        client learns to go instead of meeting a silent close."""
         if self.state["draining"]:
             return
         self.state["draining"] = True
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
         deadline = time.monotonic() + drain_s
         while self.dispatcher.busy and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         self.dispatcher.fail_all("server shut down before this request could run")
         await asyncio.sleep(0)          # let handlers write their answers
+        # Busy keep-alive clients are told Connection: close on their next answer and go;
+        # wait for them briefly before closing what is left (idle connections).
+        grace = time.monotonic() + grace_s
+        server = self._runner.server if self._runner is not None else None
+        while server is not None and server.connections and time.monotonic() < grace:
+            await asyncio.sleep(0.01)
         if self._runner is not None:
             await self._runner.cleanup()
         await self.pool.close()

@@ -72,6 +72,7 @@ class Executor:
             raise ValueError(f"profile input shape {tuple(profile.input_shape)} does not match "
                              f"the supernet's {self.input_shape}")
         self.configs = {s.name: s.config for s in profile.subnets}
+        self.norm = self._normaliser(loader, cfg.supernet)
         self.subnet_dir = Path(cfg.subnet_dir) if cfg.subnet_dir else None
         self.separate: tuple[str, torch.nn.Module] | None = None   # infaas: the loaded model
         if self.cuda:
@@ -79,6 +80,19 @@ class Executor:
             # Weights and buffers were made on the default stream; everything after runs on
             # self.stream, so let the default stream's work finish first.
             torch.cuda.synchronize(self.device)
+
+    def _normaliser(self, loader: Loader, supernet: str):
+        """(mean, std) tensors shaped to broadcast over [n, C, ...], or None: the served model's
+        pre-processing (models/inputs.py), so clients send pixels as they are."""
+        if loader.input_specs is None:
+            return None
+        spec = loader.input_specs(supernet, self.input_shape)[0]
+        if spec.mean is None:
+            return None
+        extra = (1,) * (len(self.input_shape) - 1)
+        mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(-1, *extra)
+        std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(-1, *extra)
+        return mean, std
 
     def _on_stream(self):
         return torch.cuda.stream(self.stream) if self.cuda else contextlib.nullcontext()
@@ -153,6 +167,8 @@ class Executor:
                 d = self.d_in[:nbytes]
                 d.copy_(self.h_in[:nbytes], non_blocking=True)
                 x = d.view(tdtype).view(h.shape).float()
+                if self.norm is not None:
+                    x = (x - self.norm[0]) / self.norm[1]
                 logits, cert, stage, load_ms = self._stages(h, x)
                 self.h_logits[:n].copy_(logits, non_blocking=True)
                 self.h_cert[:n].copy_(cert, non_blocking=True)
@@ -163,6 +179,8 @@ class Executor:
             x = src.view(tdtype).view(h.shape)
             if tdtype != torch.float32:
                 x = x.float()
+            if self.norm is not None:
+                x = (x - self.norm[0]) / self.norm[1]
             logits, cert, stage, load_ms = self._stages(h, x)
             out = (logits.numpy(), cert.numpy(), stage.numpy())
         return out, (time.perf_counter() - t0) * 1e3, load_ms

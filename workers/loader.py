@@ -6,6 +6,9 @@ A loader module provides
     load_profile(name, device, weights=None) -> models.profile_format.Profile
     load_subnet(path, device) -> a standalone module (infaas: a separately stored model)
     save_subnet(module, path)
+and optionally
+    input_specs(name_or_path) -> tuple[models.inputs.InputSpec, ...] (what the worker applies to
+                                 an input before the net: its normalisation; none without it)
 """
 from __future__ import annotations
 
@@ -22,13 +25,15 @@ class Loader:
     load_profile: Callable
     load_subnet: Callable
     save_subnet: Callable
+    input_specs: Callable | None = None
 
 
 def get_loader(spec: str = "models") -> Loader:
     """"models" (the zoo), a module name, or the path of a .py file."""
     if spec == "models":
-        from models import static, zoo
-        return Loader(zoo.load_supernet, zoo.load_profile, static.load_subnet, static.save_subnet)
+        from models import inputs, static, zoo
+        return Loader(zoo.load_supernet, zoo.load_profile, static.load_subnet, static.save_subnet,
+                      inputs.input_specs)
     if spec.endswith(".py"):
         path = Path(spec)
         if not path.is_file():
@@ -43,4 +48,4 @@ def get_loader(spec: str = "models") -> Loader:
     if missing:
         raise AttributeError(f"loader {spec!r} lacks {', '.join(missing)}")
     return Loader(module.load_supernet, module.load_profile, module.load_subnet,
-                  module.save_subnet)
+                  module.save_subnet, getattr(module, "input_specs", None))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.data import heldout
+from models.data import heldout_pixels
 from server.clients.v2 import encode, infer
 from server.launch import ServerProcess, wait_until
 from shm.names import entries_of
@@ -42,7 +42,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def data():
-    x, y = heldout()
+    x, y = heldout_pixels()
     return x[:256], y[:256]
 
 

@@ -3,14 +3,23 @@ import json
 import numpy as np
 import pytest
 
-from server.protocol import ProtocolError, encode_infer, parse_deadline_header, parse_infer
+from models.inputs import DIGITS_MEAN, DIGITS_STD, image_input
+from server.protocol import (
+    MAX_JSON_DEPTH,
+    ProtocolError,
+    encode_infer,
+    json_depth,
+    parse_deadline_header,
+    parse_infer,
+)
 
 SHAPE = (3, 4, 4)
-KW = {"input_name": "input", "sample_shape": SHAPE, "dtype": "float32", "max_samples": 8}
+KW = {"specs": (image_input(SHAPE, DIGITS_MEAN, DIGITS_STD),), "max_samples": 8}
+HUGE = int("1" + "0" * 400)
 
 
 def body(n=2, datatype="FP32", shape=None, data=None, **top):
-    x = np.arange(n * 48, dtype=np.float32)
+    x = np.linspace(0, 1, n * 48, dtype=np.float32)
     req = {"inputs": [{"name": "input", "shape": shape or [n, *SHAPE], "datatype": datatype,
                        "data": x.tolist() if data is None else data}]}
     req.update(top)
@@ -31,7 +40,7 @@ def test_json_tensor_bytes_are_exact():
 
 
 def test_binary_extension_is_a_view_of_the_body():
-    x = np.random.default_rng(0).normal(size=(3, *SHAPE)).astype(np.float32)
+    x = np.random.default_rng(0).random((3, *SHAPE)).astype(np.float32)
     head = json.dumps({"inputs": [{"name": "input", "shape": [3, *SHAPE], "datatype": "FP32",
                                    "parameters": {"binary_data_size": x.nbytes}}],
                        "parameters": {"binary_data_output": True, "timeout": 5000}}).encode()
@@ -45,17 +54,71 @@ def test_binary_extension_is_a_view_of_the_body():
 @pytest.mark.parametrize("raw,needle", [
     (b"{not json", "malformed JSON"),
     (b"[]", "JSON object"),
-    (json.dumps({"inputs": []}).encode(), "exactly one tensor"),
+    (json.dumps({"inputs": []}).encode(), "list of 1 tensor object"),
     (body(datatype="FP16")[0], "datatype 'FP16'"),
+    (body(datatype=None)[0], "datatype None"),
     (body(shape=[2, 3, 4, 5])[0], "does not match"),
     (body(shape=[9, *SHAPE], data=[0.0] * 9 * 48)[0], "between 1 and 8"),
     (body(data=[1.0, 2.0])[0], "holds 2 values"),
     (body(data=["a"] * 96)[0], "not a FP32 tensor"),
     (body(parameters={"timeout": -3})[0], "timeout"),
+    (body(parameters={"timeout": HUGE})[0], "timeout"),
+    (body(parameters={"timeout": True})[0], "timeout"),
+    (body(parameters=[1])[0], "'parameters' must be an object"),
+    (body(outputs=5)[0], "'outputs' must be a list of objects"),
+    (body(outputs=True)[0], "'outputs' must be a list of objects"),
+    (body(outputs=1.5)[0], "'outputs' must be a list of objects"),
+    (body(outputs=[1])[0], "'outputs' must be a list of objects"),
+    (body(outputs=[{"name": "logits", "parameters": [1]}])[0], "'parameters' must be an object"),
+    (body(outputs=[{"parameters": "x"}])[0], "unknown output None"),
+    (body(outputs=[{"name": "label", "parameters": "x"}])[0], "'parameters' must be an object"),
+    (body(id={"a": 1})[0], "'id' must be a string"),
+    (body(id="x" * 1000)[0], "'id' must be a string"),
+    (body(data=[HUGE] + [0.0] * 95)[0], "not a FP32 tensor"),
+    (body(data=[3e38] + [0.0] * 95)[0], "in [0, 3e+38]"),
+    (body(data=[1e39] + [0.0] * 95)[0], "NaN or infinity"),
+    (body(data=[-0.5] + [0.0] * 95)[0], "must lie in [0, 1]"),
+    (body(data=[1.5] * 96)[0], "must lie in [0, 1]"),
+    (b'{"inputs": [{"name": "input", "data": [NaN]}]}', "NaN is not valid JSON"),
+    (b'{"inputs": Infinity}', "Infinity is not valid JSON"),
+    (b"[" * 100_000, f"deeper than {MAX_JSON_DEPTH}"),
+    (b'{"id": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", f"deeper than {MAX_JSON_DEPTH}"),
+    (body(data="[" * 50_000 + "]" * 50_000)[0], "not a FP32 tensor"),
+    (body(datatype="UINT8", data=[1.5] * 96)[0], "must be integers"),
+    (body(datatype="UINT8", data=[256] * 96)[0], "outside [0, 255]"),
+    (body(datatype="UINT8", data=[True] * 96)[0], "must be integers"),
 ])
 def test_bad_requests_get_specific_reasons(raw, needle):
     status, why = reason(raw)
     assert status == 400 and needle in why
+
+
+def test_deep_data_is_refused_before_parsing():
+    raw = body(data=[])[0].replace(b'"data": []', b'"data": ' + b"[" * 50_000 + b"]" * 50_000)
+    assert f"deeper than {MAX_JSON_DEPTH}" in reason(raw)[1]
+    # Brackets inside strings are no nesting.
+    assert json_depth(b'{"id": "' + b"[" * 1000 + b'"}') == 1
+
+
+def test_binary_nan_and_range_are_refused():
+    for bad_value, needle in ((np.nan, "NaN or infinity"), (np.inf, "NaN or infinity"),
+                              (2.0, "must lie in [0, 1]")):
+        x = np.zeros((1, *SHAPE), np.float32)
+        x.flat[5] = bad_value
+        head = json.dumps({"inputs": [{"name": "input", "shape": [1, *SHAPE], "datatype": "FP32",
+                                       "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+        assert needle in reason(head + x.tobytes(), str(len(head)))[1]
+
+
+def test_uint8_pixels_become_fp32_in_unit_range():
+    px = np.arange(48, dtype=np.uint8).reshape(1, *SHAPE) * 5
+    head = json.dumps({"inputs": [{"name": "input", "shape": [1, *SHAPE], "datatype": "UINT8",
+                                   "parameters": {"binary_data_size": px.nbytes}}]}).encode()
+    inp = parse_infer(head + px.tobytes(), str(len(head)), **KW)
+    got = np.frombuffer(inp.data, np.float32)
+    assert np.allclose(got, px.ravel() / 255.0) and got.max() <= 1.0
+    raw, _ = body(n=1, datatype="UINT8", data=px.ravel().tolist())
+    assert np.array_equal(np.frombuffer(parse_infer(raw, None, **KW).data, np.float32), got)
 
 
 def test_binary_size_mismatch_is_refused():

@@ -45,7 +45,8 @@ async def test_pool_serves_a_real_supernet(checkpoint):
     await pool.start()
     try:
         assert pool.workers[0].ready
-        x = torch.randn(2, *net.input_shape)
+        # Clients send pixels in [0, 1]; the worker applies the model's normalisation.
+        x = torch.rand(2, *net.input_shape)
         for bid, (sub, load) in enumerate([(s.name, ld) for s in profile.subnets
                                            for ld in (False, True)], 1):
             pool.submit(0, batch_id=bid, request_ids=[bid], subnet=sub, n=2, load=load,
@@ -54,7 +55,7 @@ async def test_pool_serves_a_real_supernet(checkpoint):
             assert r.ok, r.error
             net.actuate(sub)
             with torch.inference_mode():
-                want = net(x).numpy()
+                want = net((x - 0.5) / 0.25).numpy()
             np.testing.assert_allclose(r.logits, want, rtol=1e-4, atol=1e-4)
             assert (r.load_ms > 0) == load
     finally:
