@@ -85,6 +85,11 @@ class Dispatcher:
         self.awake.touch()
         self._apply(self.sched.arrive(self.clock(), req))
 
+    def shed_at_door(self, reason: Reason) -> None:
+        """The front end refused a request before it built one (admit() from the headers)."""
+        self.metrics.requests.labels(Outcome.DROPPED.label).inc()
+        self.metrics.drops.labels(reason.value).inc()
+
     def worker_ready(self, wid: int) -> None:
         self._apply(self.sched.worker_ready(self.clock(), wid))
 

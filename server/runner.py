@@ -88,6 +88,7 @@ class Server:
                    "watchdog_s": cfg.watchdog_s}
         callbacks = {"on_result": self._on_result, "on_failure": self._on_failure,
                      "on_ready": self._on_ready}
+        local = {"on_death": self._on_death, "on_restart": self._on_restart}
         if cfg.ray is not None:          # only here: the single-machine path never loads Ray
             from server.raypool import RayPool
             self.pool = RayPool(list(cfg.devices), cfg.supernet, address=cfg.ray,
@@ -97,7 +98,7 @@ class Server:
         else:
             from workers.pool import WorkerPool
             self.pool = WorkerPool(list(cfg.devices), cfg.supernet, profile=self.profile,
-                                   **options, **callbacks)
+                                   **options, **callbacks, **local)
         self.dispatcher = Dispatcher(policy=self.policy, profile=self.profile, pool=self.pool,
                                      metrics=self.metrics, max_queue=cfg.max_queue,
                                      max_batch=self.max_batch,
@@ -115,6 +116,15 @@ class Server:
     def _on_failure(self, wid: int, *_) -> None:
         log.warning("worker %d died; re-queueing its batch and restarting it", wid)
         self.dispatcher.on_failure(wid)
+
+    def _on_death(self, wid: int) -> None:
+        self.metrics.worker_deaths.inc()
+        # Idle or not, the scheduler stops counting on it now: with the last worker gone, what
+        # waits is answered 503 no_worker at its last moment, not dispatched into a dead ring.
+        self.dispatcher.on_failure(wid)
+
+    def _on_restart(self, _wid: int) -> None:
+        self.metrics.worker_restart_starts.inc()
 
     def _on_ready(self, wid: int) -> None:
         if self.state["ready"]:          # a restarted worker rejoins

@@ -10,7 +10,10 @@
 
 Callbacks run on the event loop thread: on_result(BatchResult) from the response eventfd's
 reader; on_failure(worker_id, SlotHeader) once per batch a dead worker held (re-queue or answer
-it); on_ready(worker_id) when a restarted worker is warm again (not during start()).
+it); on_ready(worker_id) when a restarted worker is warm again (not during start());
+on_death(worker_id) once per unexpected exit, before its batches' on_failure, whether it held
+any or not (the scheduler learns at once that it cannot dispatch there); on_restart(worker_id)
+when a replacement process is started (on_ready follows once it is warm, if it gets there).
 
 Spinning (spin_us > 0), because waking a sleeping process costs tens to hundreds of µs here:
 the worker polls its request ring for spin_us after each batch before sleeping, and the loop
@@ -124,7 +127,9 @@ class WorkerPool:
                  start_timeout: float = 900.0,
                  on_result: Callable[[BatchResult], None] = _nop,
                  on_failure: Callable[[int, SlotHeader], None] = _nop,
-                 on_ready: Callable[[int], None] = _nop) -> None:
+                 on_ready: Callable[[int], None] = _nop,
+                 on_death: Callable[[int], None] = _nop,
+                 on_restart: Callable[[int], None] = _nop) -> None:
         """devices: "cpu" (one worker each, `threads_per_worker` torch threads) or "cuda:N".
         profile: a Profile, a profile JSON path, or None (load_profile(supernet, devices[0])).
         max_batch: largest batch submitted (default the profile's); sizes the request slots
@@ -184,6 +189,8 @@ class WorkerPool:
         self.on_result = on_result
         self.on_failure = on_failure
         self.on_ready = on_ready
+        self.on_death = on_death
+        self.on_restart = on_restart
         self._workers = [_Worker(i, d) for i, d in enumerate(self.devices)]
         self._namer: names.Namer | None = None
         self._profile_shm: str | None = None
@@ -434,6 +441,7 @@ class WorkerPool:
             delay = 0.0
             log.error("worker %d (%s) died (%s) holding %d batch(es); restarting it",
                       w.id, w.device, why, len(held))
+        self._call(self.on_death, w.id)
         for h in held:
             self._call(self.on_failure, w.id, h)
         self._check_drained()
@@ -445,6 +453,7 @@ class WorkerPool:
         w.restarts += 1
         try:
             self._spawn(w)
+            self._call(self.on_restart, w.id)
         except Exception:
             log.exception("could not restart worker %d; retrying in 5 s", w.id)
             w.restart_timer = self._loop.call_later(5.0, self._respawn, w)

@@ -32,11 +32,14 @@ class Events:
         self.results: asyncio.Queue = asyncio.Queue()
         self.failures: asyncio.Queue = asyncio.Queue()
         self.ready: asyncio.Queue = asyncio.Queue()
+        self.deaths: list[int] = []
+        self.restarts: list[int] = []
 
     def kwargs(self) -> dict:
         return {"on_result": self.results.put_nowait,
                 "on_failure": lambda wid, h: self.failures.put_nowait((wid, h)),
-                "on_ready": self.ready.put_nowait}
+                "on_ready": self.ready.put_nowait, "on_death": self.deaths.append,
+                "on_restart": self.restarts.append}
 
 
 def make_pool(ev: Events, **kw) -> WorkerPool:
@@ -213,13 +216,13 @@ async def test_worker_killed_mid_batch_is_reported_and_replaced():
         await asyncio.sleep(0.5)           # it is inside the 3 s forward now
         os.kill(old, signal.SIGKILL)
         wid, failed = await asyncio.wait_for(ev.failures.get(), 10)
-        assert wid == 0 and failed == h
+        assert wid == 0 and failed == h and ev.deaths == [0]
         assert not pool.is_ready(0) and pool.workers[0].in_flight == ()
         with pytest.raises(WorkerNotReady):
             pool.submit(0, batch_id=2, subnet="big", n=1, buffers=[batch(1)])
         assert await asyncio.wait_for(ev.ready.get(), 60) == 0
         info = pool.workers[0]
-        assert info.ready and info.pid != old and info.restarts == 1
+        assert info.ready and info.pid != old and info.restarts == 1 and ev.restarts == [0]
         x = batch(2, 9)
         pool.submit(0, batch_id=2, request_ids=[7, 8], subnet="big", n=2, buffers=[x])
         r = await asyncio.wait_for(ev.results.get(), 30)
