@@ -136,6 +136,12 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
                 dispatcher.shed_at_door(why)
                 return error(503, dispatcher.sched.overload_detail,
                              headers={"Retry-After": "1"}, code=why.value)
+            if why is Reason.EXPIRED:   # its handler ran too late for even the fastest pair
+                dispatcher.shed_at_door(why)
+                return error(504, f"deadline unmeetable: "
+                                  f"{max(0.0, arrival + budget_ms / 1e3 - time.monotonic()) * 1e3:.2f}"
+                                  f" ms left, the fastest subnet needs "
+                                  f"{dispatcher.sched.min_latency * 1e3:.2f} ms", code=why.value)
         body = await read_body(request)
         inp = parse_infer(body, request.headers.get("Inference-Header-Content-Length"),
                           specs=specs, max_samples=max_samples)

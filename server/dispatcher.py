@@ -89,6 +89,8 @@ class Dispatcher:
         """The front end refused a request before it built one (admit() from the headers)."""
         self.metrics.requests.labels(Outcome.DROPPED.label).inc()
         self.metrics.drops.labels(reason.value).inc()
+        if reason is Reason.EXPIRED:
+            self.metrics.deadline_misses.inc()
 
     def worker_ready(self, wid: int) -> None:
         self._apply(self.sched.worker_ready(self.clock(), wid))
