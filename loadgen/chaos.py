@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from server.clients.rawhttp import RawClient, build_request
+from server.clients.rawhttp import RawClient, RawHTTPError, build_request
 
 _ANSWER_S = 10.0      # a request not answered this long after its deadline is unanswered
 
@@ -38,6 +38,7 @@ class LoadResult:
     late_1s: int = 0               # any answer more than 1 s past the deadline
     unanswered: int = 0
     refused: int = 0               # connection refused: the server had stopped listening
+    closed: int = 0                # the server closed the connection without an answer
     first_ok_after: float | None = None   # seconds from `mark` to the first 200 after it
 
     @property
@@ -69,7 +70,13 @@ async def offer(url: str, raw: bytes, rate: float, seconds: float, deadline_s: f
         sent = time.perf_counter()
         try:
             r = await asyncio.wait_for(client.post(raw), deadline_s + _ANSWER_S)
-        except (TimeoutError, OSError, RuntimeError):
+        except ConnectionRefusedError:
+            res.refused += 1
+            return
+        except RawHTTPError:
+            res.closed += 1
+            return
+        except (TimeoutError, OSError):
             res.unanswered += 1
             return
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -169,7 +176,7 @@ async def run_scenarios(url: str, pid: int, shape, *, quick: bool, deadline_ms: 
     fd0, rep.rss_mb_baseline = fds(pid), round(rss_mb(pid), 1)
 
     def tally(name: str, r: LoadResult) -> None:
-        rep.unanswered += r.unanswered
+        rep.unanswered += r.unanswered + r.closed
         rep.answered_after_deadline_plus_1s += r.late_1s
         rep.rss_mb_peak = max(rep.rss_mb_peak, round(rss_mb(pid), 1))
         rep.scenarios[name] = {**asdict(r), "goodput": round(r.goodput, 1)}
@@ -267,7 +274,8 @@ def run_chaos(a) -> int:
                                max(50.0, rep.peak_goodput_rps / 2), 2.0, a.deadline_ms / 1e3)
         r = asyncio.run(term())
         srv.proc.wait(60)
-        # After SIGTERM new connections are refused (`refused`): not a hang.
+        # After SIGTERM new connections are refused (`refused`) and idle keep-alive ones are
+        # closed (`closed`: a request written into one after that is not a hang either).
         rep.scenarios["server_sigterm"] = asdict(r)
         rep.unanswered += r.unanswered
         rep.answered_after_deadline_plus_1s += r.late_1s
