@@ -39,6 +39,9 @@ class Metrics:
         self.worker_restart_starts = Counter("superserve_worker_restart_starts",
                                              "Replacement worker processes started",
                                              registry=r)
+        self.worker_standby_takeovers = Counter(
+            "superserve_worker_standby_takeovers", "Dead or hung workers whose place a warm "
+            "standby took (--standby)", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -88,7 +88,8 @@ class Server:
                    "watchdog_s": cfg.watchdog_s}
         callbacks = {"on_result": self._on_result, "on_failure": self._on_failure,
                      "on_ready": self._on_ready}
-        local = {"on_death": self._on_death, "on_restart": self._on_restart}
+        local = {"on_death": self._on_death, "on_restart": self._on_restart,
+                 "on_takeover": self._on_takeover, "standby": cfg.standby}
         if cfg.ray is not None:          # only here: the single-machine path never loads Ray
             from server.raypool import RayPool
             self.pool = RayPool(list(cfg.devices), cfg.supernet, address=cfg.ray,
@@ -126,6 +127,9 @@ class Server:
     def _on_restart(self, _wid: int) -> None:
         self.metrics.worker_restart_starts.inc()
 
+    def _on_takeover(self, _wid: int) -> None:
+        self.metrics.worker_standby_takeovers.inc()
+
     def _on_ready(self, wid: int) -> None:
         if self.state["ready"]:          # a restarted worker rejoins
             self.metrics.worker_restarts.inc()
@@ -141,7 +145,8 @@ class Server:
         print(f"superserve listening on http://{self.cfg.host}:{self.port} "
               f"(model {self.cfg.model_name!r}, {len(self.cfg.devices)} worker(s) on "
               f"{','.join(sorted(set(self.cfg.devices)))}"
-              f"{' per Ray node' if self.cfg.ray is not None else ''}, "
+              f"{' per Ray node' if self.cfg.ray is not None else ''}"
+              f"{f' + {self.cfg.standby} standby' if self.cfg.standby else ''}, "
               f"policy {self.cfg.policy})", flush=True)
         t0 = time.monotonic()
         await self.pool.start()

@@ -236,6 +236,56 @@ async def test_worker_killed_mid_batch_is_reported_and_replaced():
     assert names.entries_of(os.getpid()) == []
 
 
+async def wait_warm_standby(pool: WorkerPool, not_pid: int, timeout: float = 60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        sb = pool.standbys
+        if sb and sb[0].ready and sb[0].pid != not_pid:
+            return sb[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no new warm standby: {pool.standbys}")
+
+
+async def test_standby_takes_a_killed_workers_slot_at_once_and_is_replaced():
+    ev = Events()
+    takeovers: list[int] = []
+    pool = make_pool(ev, standby=1, on_takeover=takeovers.append)
+    await pool.start()
+    try:
+        old, (spare,) = pool.workers[0].pid, pool.standbys
+        assert spare.ready and spare.pid != old and ev.ready.empty()
+        h = pool.submit(0, batch_id=1, request_ids=[7, 8], subnet="slow", n=2,
+                        buffers=[batch(2)])
+        await asyncio.sleep(0.5)           # inside the 3 s forward
+        os.kill(old, signal.SIGKILL)
+        wid, failed = await asyncio.wait_for(ev.failures.get(), 10)
+        assert wid == 0 and failed == h and ev.deaths == [0]
+        # In the same callback as the failure: the slot is the standby's, ready, and said so.
+        assert ev.ready.get_nowait() == 0 and takeovers == [0] and pool.takeovers == 1
+        info = pool.workers[0]
+        assert info.pid == spare.pid and info.ready and info.restarts == 1
+        assert ev.restarts == []           # no slow restart
+        x = batch(2, 9)                    # the lost batch's requests, again: answered
+        pool.submit(0, batch_id=2, request_ids=failed.request_ids, subnet="big", n=2,
+                    buffers=[x])
+        r = await asyncio.wait_for(ev.results.get(), 10)
+        assert r.batch_id == 2 and r.request_ids == (7, 8)
+        np.testing.assert_allclose(r.logits, expected(16, x), rtol=1e-5, atol=1e-5)
+        new = await wait_warm_standby(pool, spare.pid)
+        assert new.pid not in (old, spare.pid) and ev.ready.empty()
+        # A spare that dies is replaced quietly: the slots never hear of it.
+        os.kill(new.pid, signal.SIGKILL)
+        await wait_warm_standby(pool, new.pid)
+        assert ev.deaths == [0] and pool.workers[0].pid == spare.pid and takeovers == [0]
+        assert ev.results.empty() and ev.failures.empty()
+        pids = [old, spare.pid, new.pid, pool.standbys[0].pid]
+    finally:
+        await pool.close()
+    assert names.entries_of(os.getpid()) == []     # standby rings included
+    for pid in pids:
+        assert await wait_dead(pid)
+
+
 async def test_hung_worker_is_killed_its_batch_reported_and_it_is_replaced():
     """A worker alive but stuck on a batch (the 3 s 'slow' subnet, profiled at 0.1 ms) is
     killed by the watchdog; then it is the killed-worker path: reported, restarted."""
