@@ -110,6 +110,8 @@ async def offer(url: str, raw: bytes, rate: float, seconds: float, deadline_s: f
 
 
 def worker_pids(server_pid: int) -> list[int]:
+    """The server's child processes, oldest first (the kernel's order): the serving worker
+    before a standby, which is always started after the worker whose place it would take."""
     out = []
     for task in os.listdir(f"/proc/{server_pid}/task"):
         with open(f"/proc/{server_pid}/task/{task}/children") as f:
@@ -157,6 +159,7 @@ class ChaosReport:
     goodput_rps_at_3x: float = 0.0
     goodput_ratio_at_3x: float = 0.0
     recovery_s_after_kill: float | None = None
+    recovery_s_after_kill_no_standby: float | None = None   # --baseline only
     sigstop_late_1s: int = 0
     storm_unanswered: int = 0
     shm_left: int = 0
@@ -208,18 +211,8 @@ async def run_scenarios(url: str, pid: int, shape, *, quick: bool, deadline_ms: 
 
     # Worker SIGKILL under load (half the peak): how long until the next 200.
     marks = {}
-
-    def kill(sig):
-        def do():
-            wpid = worker_pids(pid)[0]
-            t = time.perf_counter()
-            os.kill(wpid, sig)
-            marks["pid"] = wpid
-            return t
-        return do
-
-    r = await offer(url, raw, peak / 2, secs + 4.0, dl,
-                    during=(secs / 4, kill(signal.SIGKILL)))
+    kill = killer(pid, marks)
+    r = await worker_sigkill(url, pid, raw, peak, secs, dl)
     tally("worker_sigkill", r)
     rep.recovery_s_after_kill = r.first_ok_after
 
@@ -242,13 +235,36 @@ async def run_scenarios(url: str, pid: int, shape, *, quick: bool, deadline_ms: 
     return rep
 
 
+def killer(pid: int, marks: dict):
+    def kill(sig):
+        def do():
+            wpid = worker_pids(pid)[0]
+            t = time.perf_counter()
+            os.kill(wpid, sig)
+            marks["pid"] = wpid
+            return t
+        return do
+    return kill
+
+
+async def worker_sigkill(url: str, pid: int, raw: bytes, peak: float, secs: float,
+                         dl: float) -> LoadResult:
+    """Half the peak rate; the serving worker SIGKILLed a quarter in; first_ok_after is the
+    recovery time."""
+    return await offer(url, raw, peak / 2, secs + 4.0, dl,
+                       during=(secs / 4, killer(pid, {})(signal.SIGKILL)))
+
+
 def add_chaos(sub) -> None:
     p = sub.add_parser("chaos", help="the chaos suite against its own server; JSON last line",
                        epilog="example: python -m loadgen chaos --quick")
     p.add_argument("--quick", action="store_true", help="short scenarios (under 3 minutes)")
     p.add_argument("--deadline-ms", type=float, default=100.0)
-    p.add_argument("--server-args", default="--cpus 1",
+    p.add_argument("--server-args", default="--cpus 1 --standby 1",
                    help="extra arguments for python -m server")
+    p.add_argument("--baseline", action="store_true",
+                   help="also measure the SIGKILL recovery without a standby, on a second "
+                        "server started with --standby 0 (recovery_s_after_kill_no_standby)")
     p.set_defaults(func=run_chaos)
 
 
@@ -281,5 +297,16 @@ def run_chaos(a) -> int:
         rep.answered_after_deadline_plus_1s += r.late_1s
         print(f"server_sigterm: {json.dumps(asdict(r))}")
     rep.shm_left = len(names.entries_of(pid))
+    if a.baseline:
+        with ServerProcess([*args, "--standby", "0"]) as srv:
+            r = asyncio.run(worker_sigkill(srv.url, srv.pid, request_bytes(shape, a.deadline_ms),
+                                           rep.peak_goodput_rps, 3.0 if a.quick else 10.0,
+                                           a.deadline_ms / 1e3))
+            rep.scenarios["worker_sigkill_no_standby"] = asdict(r)
+            print(f"worker_sigkill_no_standby: {json.dumps(asdict(r))}")
+            rep.recovery_s_after_kill_no_standby = r.first_ok_after
+            rep.unanswered += r.unanswered + r.closed
+            rep.answered_after_deadline_plus_1s += r.late_1s
+        rep.shm_left += len(names.entries_of(srv.pid))
     print(json.dumps({k: v for k, v in asdict(rep).items() if k != "scenarios"}))
     return 0

@@ -48,3 +48,29 @@ def test_worker_sigkill_answers_no_worker_then_serves_again(server, raw):
 
 def test_connection_storm_is_answered(server):
     assert asyncio.run(storm(server.url, 200)) == 0
+
+
+def test_worker_sigkill_with_a_standby_loses_no_request_and_a_new_standby_follows(raw):
+    import os
+    import time
+    import urllib.request
+
+    from server.launch import wait_until
+    with ServerProcess(["--cpus", "1", "--standby", "1", "--slo-ms", "100"]) as srv:
+        (worker, spare) = worker_pids(srv.pid)
+
+        def kill():
+            t = time.perf_counter()
+            os.kill(worker, signal.SIGKILL)
+            return t
+        r = asyncio.run(offer(srv.url, raw, 50.0, 3.0, 0.1, during=(0.5, kill)))
+        assert r.unanswered == r.closed == 0 and r.late_1s == 0
+        # The spare took the slot in the same callback as the death: never "no worker".
+        assert r.by_status.get(503, 0) == 0 and r.first_ok_after is not None
+        assert wait_until(lambda: len(worker_pids(srv.pid)) == 2, 60)
+        new = worker_pids(srv.pid)
+        assert new[0] == spare and worker not in new
+        metrics = urllib.request.urlopen(f"{srv.url}/metrics", timeout=10).read().decode()
+        assert "superserve_worker_standby_takeovers_total 1.0" in metrics
+    assert names.entries_of(srv.pid) == []
+    assert wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in new), 10)
