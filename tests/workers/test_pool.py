@@ -286,6 +286,25 @@ async def test_standby_takes_a_killed_workers_slot_at_once_and_is_replaced():
         assert await wait_dead(pid)
 
 
+async def test_standby_takes_the_slot_of_a_worker_killed_as_hung():
+    ev = Events()
+    pool = make_pool(ev, standby=1, watchdog_s=0.3, warmup_subnets=("big",))
+    await pool.start()
+    try:
+        old, spare = pool.workers[0].pid, pool.standbys[0].pid
+        h = pool.submit(0, batch_id=1, request_ids=[3], subnet="slow", n=1, buffers=[batch(1)],
+                        expect_s=0.0001)
+        wid, failed = await asyncio.wait_for(ev.failures.get(), 10)
+        assert wid == 0 and failed == h and ev.ready.get_nowait() == 0
+        assert pool.workers[0].pid == spare and pool.takeovers == 1
+        pool.submit(0, batch_id=2, request_ids=[3], subnet="big", n=1, buffers=[batch(1)])
+        assert (await asyncio.wait_for(ev.results.get(), 10)).batch_id == 2
+        assert await wait_dead(old)
+    finally:
+        await pool.close()
+    assert names.entries_of(os.getpid()) == []
+
+
 async def test_hung_worker_is_killed_its_batch_reported_and_it_is_replaced():
     """A worker alive but stuck on a batch (the 3 s 'slow' subnet, profiled at 0.1 ms) is
     killed by the watchdog; then it is the killed-worker path: reported, restarted."""
