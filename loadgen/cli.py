@@ -337,10 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="traces, the simulator and policy comparisons")
     sub = ap.add_subparsers(dest="command", required=True)
     from loadgen import live_cli  # the live commands build on this module's shared flags
+    from loadgen.chaos import add_chaos
     from loadgen.fuzz import add_fuzz
     from loadgen.gears.cli import add_gears
     for add in (*COMMANDS, live_cli.add_replay, live_cli.add_validate, live_cli.add_demo,
-                add_gears, add_fuzz):
+                add_gears, add_fuzz, add_chaos):
         add(sub)
     return ap
 

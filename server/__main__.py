@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a worker holding a batch this long past 10x its profiled time is "
                         "hung: killed, its requests re-queued or answered 503, restarted "
                         "(0: never)")
+    p.add_argument("--standby", type=int, default=0, metavar="N",
+                   help="N spare worker processes, loaded and warmed but given no batches: "
+                        "one takes a dead or hung worker's place at once (and another spare "
+                        "is started behind it) instead of a restart of seconds")
     p.add_argument("--ray", metavar="ADDRESS",
                    help="serve with the workers of a Ray cluster ('auto' or HOST:PORT; the "
                         "ray extra): a node agent per node with a CPU to give, each running "
@@ -65,10 +69,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
     if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1 or a.margin_ms < 0 \
-            or a.spin_us < 0 or a.watchdog_s < 0 or a.read_timeout_s <= 0:
+            or a.spin_us < 0 or a.watchdog_s < 0 or a.read_timeout_s <= 0 or a.standby < 0:
         raise SystemExit("--slo-ms, --max-queue, --bucket-ms, --threads and --read-timeout-s must be "
                          "positive, "
-                         "--margin-ms, --spin-us and --watchdog-s not negative")
+                         "--margin-ms, --spin-us, --watchdog-s and --standby not negative")
+    if a.standby and a.ray is not None:
+        raise SystemExit("--standby is for local workers; under --ray a lost node's agent is "
+                         "replaced instead")
     if a.gpus is not None and a.ray is None:   # with --ray the GPUs are the nodes' own
         import torch  # only here: the CPU path never pays for a CUDA probe
         if not torch.cuda.is_available():
@@ -84,7 +91,7 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         read_timeout_s=a.read_timeout_s,
         margin_ms=a.margin_ms,
         threads_per_worker=a.threads, spin_us=a.spin_us, watchdog_s=a.watchdog_s,
-        warmup_batches=warm, ray=a.ray,
+        warmup_batches=warm, ray=a.ray, standby=a.standby,
         profile_args=tuple(shlex.split(a.profile_args)))
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from models.inputs import input_specs
 from models.profile_format import Profile
 from server.config import ServerConfig
+from server.connections import seen_at
 from server.dispatcher import Dispatcher, Pending
 from server.protocol import (
     ProtocolError,
@@ -118,7 +119,7 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         return await ready(request)
 
     async def infer(request: web.Request) -> web.Response:
-        arrival = time.monotonic()
+        arrival = seen_at(request)
         model_or_404(request)
         if state["draining"]:
             return error(503, "server is shutting down", headers={"Retry-After": "1"},
@@ -128,6 +129,19 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
                          code=Reason.NOT_READY.value)
         deadline_hdr = request.headers.get("X-Deadline-Ms")
         budget_ms = parse_deadline_header(deadline_hdr) if deadline_hdr is not None else None
+        if budget_ms is not None:    # shed what the queue already shows hopeless, body unread
+            # One sample: the fewest it can hold, so the bound stays a lower one.
+            why = dispatcher.sched.admit(time.monotonic(), arrival + budget_ms / 1e3)
+            if why is Reason.OVERLOADED:
+                dispatcher.shed_at_door(why)
+                return error(503, dispatcher.sched.overload_detail,
+                             headers={"Retry-After": "1"}, code=why.value)
+            if why is Reason.EXPIRED:   # its handler ran too late for even the fastest pair
+                dispatcher.shed_at_door(why)
+                return error(504, f"deadline unmeetable: "
+                                  f"{max(0.0, arrival + budget_ms / 1e3 - time.monotonic()) * 1e3:.2f}"
+                                  f" ms left, the fastest subnet needs "
+                                  f"{dispatcher.sched.min_latency * 1e3:.2f} ms", code=why.value)
         body = await read_body(request)
         inp = parse_infer(body, request.headers.get("Inference-Header-Content-Length"),
                           specs=specs, max_samples=max_samples)

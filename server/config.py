@@ -22,6 +22,7 @@ class ServerConfig:
     threads_per_worker: int = 1           # torch threads of each CPU worker
     spin_us: float = 1000.0               # poll instead of sleeping this long (workers/pool.py)
     watchdog_s: float = 2.0               # a batch held this long past 10x its profile: hung
+    standby: int = 0                      # warm spare workers that take a dead one's place
     model_name: str = "default"           # the v2 model name clients address
     warmup_batches: tuple[int, ...] | None = None   # restrict warm-up (tests); None = all
     ray: str | None = None                # Ray cluster address ("auto"): a node agent per node

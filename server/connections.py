@@ -4,6 +4,9 @@
   connection closes: aiohttp waits for a request's headers as long as the keep-alive timeout
   (an hour), so a client dribbling a byte at a time would hold a connection that long.
   Bodies are bounded in the app (server/app.py), which sees the request by then.
+- A request's arrival is the moment its headers were read off the socket (`seen_at`), not when
+  its handler first runs: under overload the loop runs handlers late, and a deadline counted
+  from the handler's start would call answers in time that the client got late.
 - While the server drains, a request that arrives on a connection aiohttp is already closing
   would be dropped without a word (its data_received ignores bytes once closing); it gets a
   503 `shutting down` with Connection: close instead.
@@ -12,9 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+
+def seen_at(request: web.Request) -> float:
+    """When this request's headers were read (now, for a handler that did not record it)."""
+    seen = getattr(request.protocol, "seen", None)
+    t = seen.pop(id(request._message), None) if seen is not None else None
+    return time.monotonic() if t is None else t
 
 
 def raw_answer(status: int, phrase: str, reason: str, code: str) -> bytes:
@@ -32,6 +43,7 @@ class GuardedHandler(RequestHandler):
         self.state = state
         self.header_timer: asyncio.TimerHandle | None = None
         self.answered_raw = False
+        self.seen: dict[int, float] = {}    # id(message) -> when its headers were read
 
     def data_received(self, data: bytes) -> None:
         if (self._close or self._force_close) and data:
@@ -41,9 +53,13 @@ class GuardedHandler(RequestHandler):
                                             "server is shutting down", "shutdown"))
             return
         before = self._request_count
+        now = time.monotonic()
         super().data_received(data)
         if self._request_count != before:          # a request's headers are complete
             self._cancel_timer()
+            msgs = self._messages
+            for i in range(max(0, len(msgs) - (self._request_count - before)), len(msgs)):
+                self.seen[id(msgs[i][0])] = now
         elif data and self.header_timer is None and self._awaiting_head():
             # Bytes of a new request's head: its headers must be complete in time.
             self.header_timer = self._loop.call_later(self.read_timeout_s, self._header_late)

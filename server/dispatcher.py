@@ -6,6 +6,11 @@ turns the pool's callbacks and the front end's arrivals into its events, carries
 actions it returns (write a batch into a worker's ring, answer futures), keeps its alarm armed
 at `wake_at`, and measures what only the live path has: the margin (server/margin.py) and the
 Prometheus metrics. Runs entirely on the event loop thread.
+
+A request is never held past its deadline plus `hold_bound_s` by a worker that does not answer
+(hung, stopped, or just slow): a timer per dispatched batch answers it 504 then, while the
+batch stays the worker's (the scheduler's view) until its reply, which then answers nobody, or
+until the watchdog kills the worker. Every request is answered once; later answers are dropped.
 """
 from __future__ import annotations
 
@@ -47,10 +52,16 @@ class Pending:
     future: asyncio.Future
 
 
+def answered(req: Request) -> bool:
+    fut = req.payload.future
+    return fut.done() and not fut.cancelled()
+
+
 class Dispatcher:
     def __init__(self, *, policy: Policy, profile: Profile, pool, metrics: Metrics,
                  max_queue: int, max_batch: int, margin_s: float = 0.0,
-                 cascade_accuracy=None, clock=time.monotonic, spin_s: float = 0.0) -> None:
+                 cascade_accuracy=None, clock=time.monotonic, spin_s: float = 0.0,
+                 hold_bound_s: float = 0.1) -> None:
         self.profile = profile
         self.pool = pool
         self.metrics = metrics
@@ -74,6 +85,8 @@ class Dispatcher:
         self._results: dict[int, object] = {}   # worker -> its reply, while answering it
         self._transport: dict[int, Margin] = {}  # remote worker -> its learnt round trip
         self.awake = KeepAwake(spin_s)
+        self.hold_bound_s = hold_bound_s
+        self._held_timers: dict[int, asyncio.TimerHandle] = {}   # worker -> its batch's
 
     @property
     def policy(self) -> Policy:
@@ -85,11 +98,19 @@ class Dispatcher:
         self.awake.touch()
         self._apply(self.sched.arrive(self.clock(), req))
 
+    def shed_at_door(self, reason: Reason) -> None:
+        """The front end refused a request before it built one (admit() from the headers)."""
+        self.metrics.requests.labels(Outcome.DROPPED.label).inc()
+        self.metrics.drops.labels(reason.value).inc()
+        if reason is Reason.EXPIRED:
+            self.metrics.deadline_misses.inc()
+
     def worker_ready(self, wid: int) -> None:
         self._apply(self.sched.worker_ready(self.clock(), wid))
 
     def on_result(self, res) -> None:
         wid = res.worker_id
+        self._unhold(wid)
         batch = self.sched.held.get(wid)
         if batch is None:
             return
@@ -125,6 +146,7 @@ class Dispatcher:
 
     def on_failure(self, wid: int) -> None:
         """A worker died: the scheduler re-queues what it held where deadlines allow."""
+        self._unhold(wid)
         self._apply(self.sched.worker_lost(self.clock(), wid))
 
     def _expire(self) -> None:
@@ -157,6 +179,7 @@ class Dispatcher:
                              [[s.subnet, s.threshold] for s in d.cascade],
                              load=d.load, buffers=[r.payload.data for r in reqs],
                              expect_s=d.expected_s)
+            self._hold_until(batch, min(r.deadline for r in reqs))
         except Exception as e:  # noqa: BLE001
             from workers.pool import WorkerNotReady
             if isinstance(e, WorkerNotReady):
@@ -165,6 +188,40 @@ class Dispatcher:
             else:   # never expected (a sizing bug): answer, don't hang
                 self._apply(self.sched.result(self.clock(), batch.worker,
                                               error=f"dispatch failed: {e}"))
+
+    def _hold_until(self, batch: Batch, deadline: float) -> None:
+        self._unhold(batch.worker)
+        loop = asyncio.get_running_loop()
+        # loop.time() and time.monotonic() share a clock on Linux (both CLOCK_MONOTONIC).
+        self._held_timers[batch.worker] = loop.call_at(
+            max(deadline + self.hold_bound_s, loop.time()), self._overdue, batch)
+
+    def _unhold(self, wid: int) -> None:
+        t = self._held_timers.pop(wid, None)
+        if t is not None:
+            t.cancel()
+
+    def _overdue(self, batch: Batch) -> None:
+        """The worker still holds the batch past a request's deadline plus the bound: answer
+        those requests now (504), re-arm for the rest."""
+        self._held_timers.pop(batch.worker, None)
+        if self.sched.held.get(batch.worker) is not batch:
+            return
+        now = self.clock()
+        left = [r for r in batch.requests if not answered(r)]
+        late = [r for r in left if r.deadline + self.hold_bound_s <= now]
+        if late:
+            self.metrics.drops.labels(Reason.EXPIRED.value).inc(len(late))
+        for req in late:
+            self._answer(req, Answer(
+                504, code=Reason.EXPIRED.value,
+                reason=f"deadline passed {(now - req.deadline) * 1e3:.0f} ms ago while worker "
+                       f"{batch.worker} held its batch (expected "
+                       f"{batch.decision.expected_s * 1e3:.1f} ms): slow or hung"),
+                Outcome.DROPPED)
+        rest = [r.deadline for r in left if r.deadline + self.hold_bound_s > now]
+        if rest:
+            self._hold_until(batch, min(rest))
 
     def _answer_batch(self, batch: Batch) -> None:
         res = self._results[batch.worker]
@@ -194,7 +251,8 @@ class Dispatcher:
         status = http_status(a.outcome, a.reason)
         now = self.clock()
         if a.outcome is Outcome.DROPPED:
-            self.metrics.drops.labels(a.reason.value).inc(len(a.requests))
+            self.metrics.drops.labels(a.reason.value).inc(
+                sum(not answered(r) for r in a.requests))
         for req in a.requests:
             reason = a.detail
             if a.reason is Reason.EXPIRED:
@@ -212,12 +270,14 @@ class Dispatcher:
         return acc
 
     def _answer(self, req: Request, ans: Answer, outcome: Outcome) -> None:
+        if answered(req):       # already, when overdue: each request counts once
+            return
+        fut = req.payload.future
         self.metrics.requests.labels(outcome.label).inc()
         if outcome is Outcome.LATE or (outcome is Outcome.DROPPED and ans.code == "expired"):
             self.metrics.deadline_misses.inc()
         self.metrics.latency.observe(self.clock() - req.arrival)
-        fut = req.payload.future
-        if not fut.done():
+        if not fut.done():      # the client may have gone (cancelled): counted all the same
             fut.set_result(ans)
 
     # --- the scheduler's alarm -----------------------------------------------------------

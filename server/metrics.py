@@ -31,8 +31,17 @@ class Metrics:
         self.queue_depth = Gauge("superserve_queue_depth", "Requests waiting", registry=r)
         self.margin = Gauge("superserve_margin_seconds", "How much later than now the policy "
                             "plans: --margin-ms plus measured batch overruns", registry=r)
-        self.worker_restarts = Counter("superserve_worker_restarts", "Workers restarted",
-                                       registry=r)
+        self.worker_restarts = Counter("superserve_worker_restarts",
+                                       "Restarted workers that reached ready", registry=r)
+        self.worker_deaths = Counter("superserve_worker_deaths", "Workers that died (killed, "
+                                     "crashed, hung and killed by the watchdog, or died during "
+                                     "a restart)", registry=r)
+        self.worker_restart_starts = Counter("superserve_worker_restart_starts",
+                                             "Replacement worker processes started",
+                                             registry=r)
+        self.worker_standby_takeovers = Counter(
+            "superserve_worker_standby_takeovers", "Dead or hung workers whose place a warm "
+            "standby took (--standby)", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

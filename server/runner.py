@@ -88,6 +88,8 @@ class Server:
                    "watchdog_s": cfg.watchdog_s}
         callbacks = {"on_result": self._on_result, "on_failure": self._on_failure,
                      "on_ready": self._on_ready}
+        local = {"on_death": self._on_death, "on_restart": self._on_restart,
+                 "on_takeover": self._on_takeover, "standby": cfg.standby}
         if cfg.ray is not None:          # only here: the single-machine path never loads Ray
             from server.raypool import RayPool
             self.pool = RayPool(list(cfg.devices), cfg.supernet, address=cfg.ray,
@@ -97,7 +99,7 @@ class Server:
         else:
             from workers.pool import WorkerPool
             self.pool = WorkerPool(list(cfg.devices), cfg.supernet, profile=self.profile,
-                                   **options, **callbacks)
+                                   **options, **callbacks, **local)
         self.dispatcher = Dispatcher(policy=self.policy, profile=self.profile, pool=self.pool,
                                      metrics=self.metrics, max_queue=cfg.max_queue,
                                      max_batch=self.max_batch,
@@ -116,6 +118,18 @@ class Server:
         log.warning("worker %d died; re-queueing its batch and restarting it", wid)
         self.dispatcher.on_failure(wid)
 
+    def _on_death(self, wid: int) -> None:
+        self.metrics.worker_deaths.inc()
+        # Idle or not, the scheduler stops counting on it now: with the last worker gone, what
+        # waits is answered 503 no_worker at its last moment, not dispatched into a dead ring.
+        self.dispatcher.on_failure(wid)
+
+    def _on_restart(self, _wid: int) -> None:
+        self.metrics.worker_restart_starts.inc()
+
+    def _on_takeover(self, _wid: int) -> None:
+        self.metrics.worker_standby_takeovers.inc()
+
     def _on_ready(self, wid: int) -> None:
         if self.state["ready"]:          # a restarted worker rejoins
             self.metrics.worker_restarts.inc()
@@ -131,7 +145,8 @@ class Server:
         print(f"superserve listening on http://{self.cfg.host}:{self.port} "
               f"(model {self.cfg.model_name!r}, {len(self.cfg.devices)} worker(s) on "
               f"{','.join(sorted(set(self.cfg.devices)))}"
-              f"{' per Ray node' if self.cfg.ray is not None else ''}, "
+              f"{' per Ray node' if self.cfg.ray is not None else ''}"
+              f"{f' + {self.cfg.standby} standby' if self.cfg.standby else ''}, "
               f"policy {self.cfg.policy})", flush=True)
         t0 = time.monotonic()
         await self.pool.start()

@@ -10,7 +10,17 @@
 
 Callbacks run on the event loop thread: on_result(BatchResult) from the response eventfd's
 reader; on_failure(worker_id, SlotHeader) once per batch a dead worker held (re-queue or answer
-it); on_ready(worker_id) when a restarted worker is warm again (not during start()).
+it); on_ready(worker_id) when a restarted worker is warm again (not during start());
+on_death(worker_id) once per unexpected exit, before its batches' on_failure, whether it held
+any or not (the scheduler learns at once that it cannot dispatch there); on_restart(worker_id)
+when a replacement process is started (on_ready follows once it is warm, if it gets there).
+
+Warm standby (standby=N): N more processes, started, loaded and warmed like the others (on the
+devices of the slots, round robin) but given no batches. When a worker dies or is killed as
+hung, a standby of the same device takes its slot at once: the pool maps the slot to the
+standby's process and rings (the dead one's batches are reported first), calls on_takeover and,
+if the standby is warm, on_ready for the slot, and starts a replacement standby in the
+background. With no standby of that device left, the slot restarts the slow way.
 
 Spinning (spin_us > 0), because waking a sleeping process costs tens to hundreds of µs here:
 the worker polls its request ring for spin_us after each batch before sleeping, and the loop
@@ -78,9 +88,10 @@ class WorkerInfo:
 
 
 class _Worker:
-    def __init__(self, wid: int, device: str) -> None:
-        self.id = wid
+    def __init__(self, wid: int, device: str, tag: str | None = None) -> None:
+        self.id = wid                    # the slot it serves (a standby's: none yet, -1)
         self.device = device
+        self.tag = tag or f"w{wid}"      # names its rings (unique for the pool's life)
         self.gen = 0
         self.proc: subprocess.Popen | None = None
         self.pidfd = -1
@@ -121,10 +132,13 @@ class WorkerPool:
                  separate_models: bool = False, subnet_dir: str | Path | None = None,
                  n_slots: int = 2, slot_bytes: int | None = None, loader: str = "models",
                  spin_us: float = 0.0, watchdog_s: float = 0.0,
-                 start_timeout: float = 900.0,
+                 start_timeout: float = 900.0, standby: int = 0,
                  on_result: Callable[[BatchResult], None] = _nop,
                  on_failure: Callable[[int, SlotHeader], None] = _nop,
-                 on_ready: Callable[[int], None] = _nop) -> None:
+                 on_ready: Callable[[int], None] = _nop,
+                 on_death: Callable[[int], None] = _nop,
+                 on_restart: Callable[[int], None] = _nop,
+                 on_takeover: Callable[[int], None] = _nop) -> None:
         """devices: "cpu" (one worker each, `threads_per_worker` torch threads) or "cuda:N".
         profile: a Profile, a profile JSON path, or None (load_profile(supernet, devices[0])).
         max_batch: largest batch submitted (default the profile's); sizes the request slots
@@ -135,7 +149,8 @@ class WorkerPool:
         loader: "models" (the zoo) or a stand-in module for tests (see workers/loader.py).
         spin_us: how long each side polls instead of sleeping (see the module's doc); 0: never.
         watchdog_s: kill a worker holding a batch this long past 10x its expected time (a
-        hang); 0: never."""
+        hang); 0: never. standby: warm spare processes that take a dead worker's slot at
+        once (see the module's doc)."""
         if not devices:
             raise ValueError("a pool needs at least one device")
         for d in devices:
@@ -145,6 +160,8 @@ class WorkerPool:
             raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
         if n_slots < 1:
             raise ValueError(f"n_slots must be >= 1, got {n_slots}")
+        if standby < 0:
+            raise ValueError(f"standby must be >= 0, got {standby}")
         if spin_us < 0 or watchdog_s < 0:
             raise ValueError(f"spin_us and watchdog_s must be >= 0, got {spin_us}, {watchdog_s}")
         self.watchdog_s = watchdog_s
@@ -184,7 +201,15 @@ class WorkerPool:
         self.on_result = on_result
         self.on_failure = on_failure
         self.on_ready = on_ready
+        self.on_death = on_death
+        self.on_restart = on_restart
+        self.on_takeover = on_takeover
         self._workers = [_Worker(i, d) for i, d in enumerate(self.devices)]
+        self._standbys: list[_Worker] = []
+        self._standby_seq = 0
+        self.takeovers = 0
+        for k in range(standby):
+            self._new_standby(self.devices[k % len(self.devices)])
         self._namer: names.Namer | None = None
         self._profile_shm: str | None = None
         self._profile_len = 0
@@ -202,6 +227,14 @@ class WorkerPool:
                        w.proc is not None and w.proc.poll() is None, w.ready,
                        tuple(w.in_flight.values()), w.restarts)
             for w in self._workers)
+
+    @property
+    def standbys(self) -> tuple[WorkerInfo, ...]:
+        """The spare processes (id -1), warm (ready) or still starting."""
+        return tuple(
+            WorkerInfo(-1, w.device, w.proc.pid if w.proc else None,
+                       w.proc is not None and w.proc.poll() is None, w.ready, (), w.restarts)
+            for w in self._standbys)
 
     def is_ready(self, worker_id: int) -> bool:
         return self._workers[worker_id].ready
@@ -226,10 +259,11 @@ class WorkerPool:
             self.subnet_dir.mkdir()
             self._own_subnet_dir = True
         try:
-            for w in self._workers:
+            for w in self._workers + self._standbys:
                 self._spawn(w)
             await asyncio.wait_for(
-                asyncio.gather(*(w.started for w in self._workers)), self.start_timeout)
+                asyncio.gather(*(w.started for w in self._workers + self._standbys)),
+                self.start_timeout)
         except BaseException as e:
             await self.close()
             if isinstance(e, TimeoutError):
@@ -298,7 +332,8 @@ class WorkerPool:
                 await asyncio.wait_for(self._drained.wait(), timeout)
             except TimeoutError:
                 pass
-        for w in self._workers:
+        every = self._workers + self._standbys
+        for w in every:
             if w.restart_timer is not None:
                 w.restart_timer.cancel()
             if w.proc is not None and w.proc.poll() is None:
@@ -306,7 +341,7 @@ class WorkerPool:
                     w.req.put(protocol.stop_header(), [])
                 except Exception:  # noqa: BLE001  (ring full or gone: stop it the hard way)
                     w.proc.terminate()
-        for w in self._workers:
+        for w in every:
             if w.exited is not None and not w.exited.done():
                 try:
                     await asyncio.wait_for(asyncio.shield(w.exited), max(0.5, end - loop.time()))
@@ -314,7 +349,7 @@ class WorkerPool:
                     log.warning("worker %d did not stop; killing it", w.id)
                     w.proc.kill()
                     await w.exited
-        for w in self._workers:
+        for w in every:
             self._teardown(w)
         if self._profile_shm:
             names.unlink(self._profile_shm)
@@ -346,13 +381,14 @@ class WorkerPool:
         w.gen += 1
         w.ready = False
         w.fatal = None
-        w.req = Ring.create(self._namer, f"w{w.id}g{w.gen}-req", self.n_slots, self.slot_bytes,
+        w.req = Ring.create(self._namer, f"{w.tag}g{w.gen}-req", self.n_slots, self.slot_bytes,
                             wakeup="sem")
-        w.resp = Ring.create(self._namer, f"w{w.id}g{w.gen}-resp", self.n_slots + 2,
+        w.resp = Ring.create(self._namer, f"{w.tag}g{w.gen}-resp", self.n_slots + 2,
                              self.reply_bytes, wakeup="fd")
         fd = w.resp.items.fileno()
         cfg = WorkerConfig(
-            worker_id=w.id, device=w.device, parent_pid=os.getpid(), supernet=self.supernet,
+            # A standby's id only names it in its own log lines; replies are the slot's.
+            worker_id=w.id if w.id >= 0 else len(self._workers) + int(w.tag[1:]), device=w.device, parent_pid=os.getpid(), supernet=self.supernet,
             weights=self.weights, loader=self.loader, threads=self.threads, req=w.req.spec,
             resp=w.resp.spec, resp_fd=fd, profile_shm=self._profile_shm,
             profile_bytes=self._profile_len, max_batch=self.max_batch, spin_s=self.spin_s,
@@ -420,6 +456,19 @@ class WorkerPool:
             self._check_drained()
             return
         why = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+        if w in self._standbys:          # a spare died: no slot to tell, start another
+            self._standbys.remove(w)
+            log.error("standby %s (%s) died (%s)%s; starting another", w.tag, w.device, why,
+                      f":\n{w.fatal}" if w.fatal else "")
+            if not self._started and not w.started.done():
+                w.started.set_exception(WorkerStartError(
+                    f"standby {w.tag} ({w.device}) exited during start-up ({why})"
+                    + (f":\n{w.fatal}" if w.fatal else "")))
+                return
+            w.failed_starts += 1
+            delay = 0.0 if w.started.done() else min(0.5 * 2 ** (w.failed_starts - 1), 30.0)
+            self._loop.call_later(delay, self._replace_standby, w.device, w.failed_starts)
+            return
         if not w.started.done():         # died before READY
             msg = f"worker {w.id} ({w.device}) exited during start-up ({why})"
             if w.fatal:
@@ -434,10 +483,53 @@ class WorkerPool:
             delay = 0.0
             log.error("worker %d (%s) died (%s) holding %d batch(es); restarting it",
                       w.id, w.device, why, len(held))
+        self._call(self.on_death, w.id)
         for h in held:
             self._call(self.on_failure, w.id, h)
         self._check_drained()
-        w.restart_timer = self._loop.call_later(delay, self._respawn, w)
+        if not self._take_over(w):
+            w.restart_timer = self._loop.call_later(delay, self._respawn, w)
+
+    # --- warm standby -------------------------------------------------------------------------
+    def _new_standby(self, device: str) -> _Worker:
+        sb = _Worker(-1, device, tag=f"s{self._standby_seq}")
+        self._standby_seq += 1
+        self._standbys.append(sb)
+        return sb
+
+    def _replace_standby(self, device: str, failed_starts: int = 0) -> None:
+        if self._closing:
+            return
+        sb = self._new_standby(device)
+        sb.failed_starts = failed_starts
+        try:
+            self._spawn(sb)
+        except Exception:
+            log.exception("could not start a standby on %s; retrying in 5 s", device)
+            self._standbys.remove(sb)
+            self._loop.call_later(5.0, self._replace_standby, device, failed_starts)
+
+    def _take_over(self, dead: _Worker) -> bool:
+        """Give the dead worker's slot to a standby of its device (a warm one first); False
+        when there is none."""
+        same = [s for s in self._standbys if s.device == dead.device
+                and s.proc is not None and s.proc.poll() is None]
+        if not same:
+            return False
+        sb = max(same, key=lambda s: s.ready)
+        self._standbys.remove(sb)
+        # The slot object changes; its readers (pidfd, reply eventfd) are bound to sb already.
+        sb.id = dead.id
+        sb.restarts = dead.restarts + 1
+        self._workers[dead.id] = sb
+        self.takeovers += 1
+        log.warning("standby %s (pid %d) takes over worker %d (%s)%s", sb.tag, sb.proc.pid,
+                    sb.id, sb.device, "" if sb.ready else "; still warming up")
+        self._call(self.on_takeover, sb.id)
+        if sb.ready:
+            self._call(self.on_ready, sb.id)
+        self._replace_standby(dead.device)
+        return True
 
     def _respawn(self, w: _Worker) -> None:
         if self._closing:
@@ -445,6 +537,7 @@ class WorkerPool:
         w.restarts += 1
         try:
             self._spawn(w)
+            self._call(self.on_restart, w.id)
         except Exception:
             log.exception("could not restart worker %d; retrying in 5 s", w.id)
             w.restart_timer = self._loop.call_later(5.0, self._respawn, w)
@@ -516,9 +609,11 @@ class WorkerPool:
             w.failed_starts = 0
             if not w.started.done():
                 w.started.set_result(w.info)
-            if self._started:
+            if self._started and w.id >= 0:
                 log.info("worker %d (%s) is ready again", w.id, w.device)
                 self._call(self.on_ready, w.id)
+            elif self._started:
+                log.info("standby %s (%s) is warm", w.tag, w.device)
         elif "fatal" in extra:
             w.fatal = extra["fatal"]
 

@@ -31,6 +31,7 @@ class Reason(str, Enum):
     WORKER_ERROR = "worker_error"  # the worker survived but could not run the batch
     CLIENT_ERROR = "client_error"  # the request itself was malformed (4xx)
     NO_ANSWER = "no_answer"        # (client side) the connection failed or closed unanswered
+    OVERLOADED = "overloaded"      # shed at arrival: the work queued ahead already outlasts it
 
 
 def served(now: float, deadline: float) -> Outcome:
@@ -42,9 +43,11 @@ HTTP_STATUS = {
     Reason.EXPIRED: 504, Reason.QUEUE_FULL: 503, Reason.NOT_READY: 503,
     Reason.NO_WORKER: 503, Reason.SHUTDOWN: 503, Reason.WORKER_LOST: 503,
     Reason.WORKER_ERROR: 500, Reason.CLIENT_ERROR: 400, Reason.NO_ANSWER: 0,
+    Reason.OVERLOADED: 503,
 }
 # Answers a client may retry later, so they carry Retry-After.
-RETRYABLE = frozenset({Reason.QUEUE_FULL, Reason.NOT_READY, Reason.NO_WORKER, Reason.SHUTDOWN})
+RETRYABLE = frozenset({Reason.QUEUE_FULL, Reason.NOT_READY, Reason.NO_WORKER, Reason.SHUTDOWN,
+                       Reason.OVERLOADED})
 
 
 def http_status(outcome: Outcome, reason: Reason | None = None) -> int:

@@ -27,6 +27,15 @@ extra leaves the head no pair that meets it is not asked (a policy would answer 
 idle one is, and the head may wait for a nearer worker to free up. Expiry, the alarm and
 worker_lost's retry test use the smallest extra of the ready workers: a request is hopeless
 only when no worker could meet it.
+
+Admission (`admit`, also applied by arrive() unless `shed=False`): under overload a request that
+joins the queue only to expire there costs the front end its parsing and the queue its place,
+and the answers it delays arrive late. So a new request is refused at once (Reason.OVERLOADED,
+503 + Retry-After) when a lower bound on the wait ahead of it already passes its deadline: the
+soonest a ready worker frees up (what each holds, by its expected time) plus the samples queued
+ahead of it at the profile's best per-sample rate, spread over the ready workers. A lower bound
+sheds only what could not have been met, so a queue that keeps up is never touched. The front
+end calls admit() from the headers, before it reads the body.
 """
 from __future__ import annotations
 
@@ -84,7 +93,7 @@ _NONE: tuple = ()
 
 class Scheduler:
     def __init__(self, policy: Policy, profile: Profile, *, max_queue: int | None = None,
-                 margin_s: float = 0.0) -> None:
+                 margin_s: float = 0.0, shed: bool = True) -> None:
         self.policy = policy
         self.profile = profile
         self.queue = EDFQueue(max_requests=max_queue)
@@ -100,6 +109,13 @@ class Scheduler:
         self.extra: dict[int, float] = {}        # worker -> its transport's extra latency
         self._floor = 0.0                        # the least extra of the ready workers
         self._ids = itertools.count(1)
+        self.shed = shed
+        self.per_sample = min(lat / b for sp in profile.subnets
+                              for b, lat in ((b, sp.latency(b)) for b in profile.batch_sizes))
+        # The latest deadline queued: a newcomer at or past it has every queued sample ahead
+        # of it in EDF order. Pops take the earliest, so this only goes stale upwards (sheds
+        # less), and it restarts with an empty queue.
+        self._last_deadline = -math.inf
 
     def set_extra(self, wid: int, seconds: float) -> None:
         self.extra[wid] = seconds
@@ -114,6 +130,10 @@ class Scheduler:
     def arrive(self, now: float, req: Request) -> tuple[Action, ...] | list[Action]:
         if not self.accepting:
             return (Resolve([req], Outcome.DROPPED, Reason.SHUTDOWN, "server shutting down"),)
+        if self.shed:
+            why = self.admit(now, req.deadline, req.n)
+            if why is Reason.OVERLOADED:
+                return (Resolve([req], Outcome.DROPPED, why, self.overload_detail),)
         queue = self.queue
         out = _NONE
         if queue.max_requests is not None and queue.full():
@@ -124,12 +144,43 @@ class Scheduler:
                 self._set_wake()
                 return out
         self.rate.observe(now)
+        self._last_deadline = req.deadline if not len(queue) else \
+            max(self._last_deadline, req.deadline)
         queue.push(req)
         if self.idle:
             return self._pump(now, list(out))
         if out or req is queue.head():
             self._set_wake()
         return out
+
+    overload_detail = "overloaded: the work queued ahead of this request outlasts its deadline"
+
+    def admit(self, now: float, deadline: float, n: int = 1) -> Reason | None:
+        """None when a request of `n` samples due at `deadline` may join the queue, else why
+        not: OVERLOADED (the wait ahead passes its deadline), EXPIRED (it is hopeless even
+        alone: the queue answers it as it always did), SHUTDOWN while draining. Cheap: no
+        queue walk, no policy call."""
+        if not self.accepting:
+            return Reason.SHUTDOWN
+        if not self.ready:      # nobody to estimate for: the queue answers it (NO_WORKER)
+            return None
+        t = now + self.margin_s + self._floor
+        if deadline - t < self.min_latency:
+            return Reason.EXPIRED
+        return Reason.OVERLOADED if t + self.wait_ahead(now, deadline, n) > deadline + _EPS \
+            else None
+
+    def wait_ahead(self, now: float, deadline: float, n: int = 1) -> float:
+        """A lower bound on the seconds until a request of `n` samples due at `deadline`,
+        arriving now, could be answered (see the module docstring)."""
+        free = 0.0
+        if not self.idle:
+            free = min((max(0.0, b.sent_at + b.decision.expected_s - now)
+                        for w, b in self.held.items() if w in self.ready), default=0.0)
+        queue = self.queue
+        ahead = queue.n_samples if len(queue) and deadline >= self._last_deadline else 0
+        return free + max(self.min_latency,
+                          (ahead + n) * self.per_sample / max(1, len(self.ready)))
 
     def worker_ready(self, now: float, wid: int) -> list[Action]:
         self.ready.add(wid)

@@ -95,8 +95,10 @@ async def test_burst_picks_smaller_subnets_and_bigger_batches(server, data):
     assert all(r.status == 200 for r in idle)
     served = [r for r in burst if r.status == 200]
     # How many of 200 meet 60 ms depends on how fast this machine takes them in (73-108 run
-    # alone, 44 once inside a loaded CI run): enough to compare means is all this needs.
-    assert len(served) >= 20, [r.reason for r in burst if r.status != 200][:5]
+    # alone, 44 once inside a loaded CI run, 13 on a loaded machine once deadlines count from
+    # when the headers were read rather than from the handler's start): enough to compare
+    # means is all this needs.
+    assert len(served) >= 8, [r.reason for r in burst if r.status != 200][:5]
     acc_idle = np.mean([r.params["accuracy"] for r in idle])
     acc_burst = np.mean([r.params["accuracy"] for r in served])
     batch_idle = np.mean([r.params["batch_size"] for r in idle])

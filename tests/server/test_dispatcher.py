@@ -103,3 +103,38 @@ async def test_a_remote_workers_round_trip_is_learnt_for_it_alone():
         assert (await r.payload.future).status == 200
         assert d.sched.extra[7] == 0.010            # seeded by the first reply
     assert d.margin.seconds < 0.005                 # it would be ~10 ms, counted as overrun
+
+
+async def test_requests_held_by_a_worker_that_never_answers_get_504_at_deadline_plus_bound():
+    """A stopped (SIGSTOP) or hung worker: its batch's requests are answered at their own
+    deadline plus hold_bound_s, not when the watchdog kills it; its reply, should it come
+    after all, answers nobody twice, and each request is counted once."""
+    import numpy as np
+
+    from workers.protocol import BatchResult
+    prof = profile()
+    pool = HoldingPool()
+    metrics = Metrics()
+    d = Dispatcher(policy=make_policy("slackfit", prof), profile=prof, pool=pool,
+                   metrics=metrics, max_queue=16, max_batch=8, hold_bound_s=0.03)
+    soon, later = request(1, 0.05), request(2, 0.15)
+    d.admit(soon)
+    d.admit(later)
+    d.worker_ready(0)                               # both in one batch, never answered
+    assert pool.batches == [[1, 2]]
+    batch = d.sched.held[0]
+    t0 = soon.arrival
+    ans = await asyncio.wait_for(soon.payload.future, 2.0)
+    t_soon = time.monotonic() - t0
+    assert ans.status == 504 and ans.code == "expired" and "held its batch" in ans.reason
+    assert 0.05 + 0.03 - 0.002 <= t_soon and not later.payload.future.done()
+    ans2 = await asyncio.wait_for(later.payload.future, 2.0)
+    assert ans2.status == 504 and time.monotonic() - t0 >= 0.15 + 0.03 - 0.002
+    assert d.sched.held[0] is batch                 # still the worker's: it may yet reply
+    d.on_result(BatchResult(0, batch.id, (1, 2), np.zeros((2, 3), np.float32),
+                            np.zeros(2, np.float32), np.zeros(2, np.int32), 1.0,
+                            batch.decision.subnet))
+    assert 0 not in d.sched.held and soon.payload.future.result() is ans
+    assert metrics.requests.labels("dropped")._value.get() == 2
+    assert metrics.requests.labels("ok")._value.get() == 0
+    assert metrics.requests.labels("late")._value.get() == 0

@@ -32,11 +32,14 @@ class Events:
         self.results: asyncio.Queue = asyncio.Queue()
         self.failures: asyncio.Queue = asyncio.Queue()
         self.ready: asyncio.Queue = asyncio.Queue()
+        self.deaths: list[int] = []
+        self.restarts: list[int] = []
 
     def kwargs(self) -> dict:
         return {"on_result": self.results.put_nowait,
                 "on_failure": lambda wid, h: self.failures.put_nowait((wid, h)),
-                "on_ready": self.ready.put_nowait}
+                "on_ready": self.ready.put_nowait, "on_death": self.deaths.append,
+                "on_restart": self.restarts.append}
 
 
 def make_pool(ev: Events, **kw) -> WorkerPool:
@@ -213,13 +216,13 @@ async def test_worker_killed_mid_batch_is_reported_and_replaced():
         await asyncio.sleep(0.5)           # it is inside the 3 s forward now
         os.kill(old, signal.SIGKILL)
         wid, failed = await asyncio.wait_for(ev.failures.get(), 10)
-        assert wid == 0 and failed == h
+        assert wid == 0 and failed == h and ev.deaths == [0]
         assert not pool.is_ready(0) and pool.workers[0].in_flight == ()
         with pytest.raises(WorkerNotReady):
             pool.submit(0, batch_id=2, subnet="big", n=1, buffers=[batch(1)])
         assert await asyncio.wait_for(ev.ready.get(), 60) == 0
         info = pool.workers[0]
-        assert info.ready and info.pid != old and info.restarts == 1
+        assert info.ready and info.pid != old and info.restarts == 1 and ev.restarts == [0]
         x = batch(2, 9)
         pool.submit(0, batch_id=2, request_ids=[7, 8], subnet="big", n=2, buffers=[x])
         r = await asyncio.wait_for(ev.results.get(), 30)
@@ -228,6 +231,75 @@ async def test_worker_killed_mid_batch_is_reported_and_replaced():
         # The dead worker's rings are gone; only the new generation's remain.
         assert all("w0g2" in e or "profile" in e for e in names.entries_of(os.getpid()))
         assert ev.results.empty() and ev.failures.empty()
+    finally:
+        await pool.close()
+    assert names.entries_of(os.getpid()) == []
+
+
+async def wait_warm_standby(pool: WorkerPool, not_pid: int, timeout: float = 60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        sb = pool.standbys
+        if sb and sb[0].ready and sb[0].pid != not_pid:
+            return sb[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no new warm standby: {pool.standbys}")
+
+
+async def test_standby_takes_a_killed_workers_slot_at_once_and_is_replaced():
+    ev = Events()
+    takeovers: list[int] = []
+    pool = make_pool(ev, standby=1, on_takeover=takeovers.append)
+    await pool.start()
+    try:
+        old, (spare,) = pool.workers[0].pid, pool.standbys
+        assert spare.ready and spare.pid != old and ev.ready.empty()
+        h = pool.submit(0, batch_id=1, request_ids=[7, 8], subnet="slow", n=2,
+                        buffers=[batch(2)])
+        await asyncio.sleep(0.5)           # inside the 3 s forward
+        os.kill(old, signal.SIGKILL)
+        wid, failed = await asyncio.wait_for(ev.failures.get(), 10)
+        assert wid == 0 and failed == h and ev.deaths == [0]
+        # In the same callback as the failure: the slot is the standby's, ready, and said so.
+        assert ev.ready.get_nowait() == 0 and takeovers == [0] and pool.takeovers == 1
+        info = pool.workers[0]
+        assert info.pid == spare.pid and info.ready and info.restarts == 1
+        assert ev.restarts == []           # no slow restart
+        x = batch(2, 9)                    # the lost batch's requests, again: answered
+        pool.submit(0, batch_id=2, request_ids=failed.request_ids, subnet="big", n=2,
+                    buffers=[x])
+        r = await asyncio.wait_for(ev.results.get(), 10)
+        assert r.batch_id == 2 and r.request_ids == (7, 8)
+        np.testing.assert_allclose(r.logits, expected(16, x), rtol=1e-5, atol=1e-5)
+        new = await wait_warm_standby(pool, spare.pid)
+        assert new.pid not in (old, spare.pid) and ev.ready.empty()
+        # A spare that dies is replaced quietly: the slots never hear of it.
+        os.kill(new.pid, signal.SIGKILL)
+        await wait_warm_standby(pool, new.pid)
+        assert ev.deaths == [0] and pool.workers[0].pid == spare.pid and takeovers == [0]
+        assert ev.results.empty() and ev.failures.empty()
+        pids = [old, spare.pid, new.pid, pool.standbys[0].pid]
+    finally:
+        await pool.close()
+    assert names.entries_of(os.getpid()) == []     # standby rings included
+    for pid in pids:
+        assert await wait_dead(pid)
+
+
+async def test_standby_takes_the_slot_of_a_worker_killed_as_hung():
+    ev = Events()
+    pool = make_pool(ev, standby=1, watchdog_s=0.3, warmup_subnets=("big",))
+    await pool.start()
+    try:
+        old, spare = pool.workers[0].pid, pool.standbys[0].pid
+        h = pool.submit(0, batch_id=1, request_ids=[3], subnet="slow", n=1, buffers=[batch(1)],
+                        expect_s=0.0001)
+        wid, failed = await asyncio.wait_for(ev.failures.get(), 10)
+        assert wid == 0 and failed == h and ev.ready.get_nowait() == 0
+        assert pool.workers[0].pid == spare and pool.takeovers == 1
+        pool.submit(0, batch_id=2, request_ids=[3], subnet="big", n=1, buffers=[batch(1)])
+        assert (await asyncio.wait_for(ev.results.get(), 10)).batch_id == 2
+        assert await wait_dead(old)
     finally:
         await pool.close()
     assert names.entries_of(os.getpid()) == []

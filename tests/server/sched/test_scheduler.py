@@ -129,7 +129,8 @@ def test_a_lost_worker_requeues_what_can_still_be_met_and_answers_the_rest():
 
 def test_a_full_queue_refuses_after_making_room_from_the_hopeless():
     prof = profile()
-    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof, max_queue=2)
+    # shed=False: r0 would be refused at arrival (test_admission_*), this is the queue's rule
+    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof, max_queue=2, shed=False)
     s.worker_ready(0.0, 0)
     s.arrive(0.0, req(9, 10.0))                    # the only worker holds it throughout
     s.arrive(0.0, req(0, 0.003))
@@ -218,3 +219,45 @@ def test_expiry_uses_the_nearest_ready_worker_a_request_it_can_meet_waits_for_it
     s.worker_lost(0.002, 1)                        # only the far worker left: 10 ms floor
     [drop] = s.arrive(0.002, req(2, 0.010))
     assert (drop.outcome, drop.reason) == (Outcome.DROPPED, Reason.EXPIRED)
+
+
+def test_admission_refuses_what_the_wait_ahead_already_outlasts():
+    prof = profile()                # fastest pair 2 ms; best per sample: small8 9/8 ms
+    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(9, 10.0))     # the only worker holds it until 2 ms (expected)
+    assert s.admit(0.0, 0.0045) is None            # 2 ms to free + 2 ms alone: 4 ms
+    assert s.admit(0.0, 0.0035) is Reason.OVERLOADED
+    assert s.admit(0.0, 0.0015) is Reason.EXPIRED  # hopeless even on an idle worker
+    for i in range(8):                             # 8 samples ahead at 9/8 ms each: 9 ms
+        assert s.arrive(0.0, req(i, 0.011)) == ()
+    assert s.wait_ahead(0.0, 0.012) == pytest.approx(0.002 + 9 * 0.009 / 8)
+    assert s.admit(0.0, 0.013) is None
+    assert s.admit(0.0, 0.012) is Reason.OVERLOADED
+    [shed] = s.arrive(0.0, req(20, 0.012))
+    assert (shed.outcome, shed.reason) == (Outcome.DROPPED, Reason.OVERLOADED)
+    assert len(s.queue) == 8                       # the refused request never queued
+
+
+def test_admission_counts_only_what_is_ahead_in_edf_order_and_every_ready_worker():
+    prof = profile()
+    s = Scheduler(Fixed(None), prof)               # a policy that waits: all stay queued
+    s.worker_ready(0.0, 0)
+    for i in range(16):
+        s.arrive(0.0, req(i, 1.0))
+    # An earlier deadline than the queue's last goes ahead of (some of) it: no queue wait.
+    assert s.wait_ahead(0.0, 0.5) == pytest.approx(0.002)
+    one = s.wait_ahead(0.0, 1.0)
+    s.worker_ready(0.0, 1)
+    assert s.wait_ahead(0.0, 1.0) == pytest.approx(one / 2)
+    s.drain()
+    assert s.admit(0.0, 1.0) is Reason.SHUTDOWN
+
+
+def test_no_admission_estimate_without_a_ready_worker_the_queue_answers_no_worker():
+    prof = profile()
+    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof)
+    assert s.admit(0.0, 0.010) is None
+    assert s.arrive(0.0, req(0, 0.010)) == ()
+    [nobody] = s.timer(0.008)
+    assert (nobody.outcome, nobody.reason) == (Outcome.DROPPED, Reason.NO_WORKER)

@@ -1,0 +1,76 @@
+"""The chaos suite's scenarios, short, against one real `python -m server --cpus 1`."""
+import asyncio
+import signal
+
+import pytest
+
+from loadgen.chaos import offer, request_bytes, storm, worker_pids
+from models import zoo
+from models.profile_format import Profile
+from server.launch import ServerProcess
+from shm import names
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerProcess(["--cpus", "1", "--slo-ms", "100", "--watchdog-s", "0.5"]) as srv:
+        yield srv
+    assert names.entries_of(srv.pid) == []          # shm_left: 0
+
+
+@pytest.fixture(scope="module")
+def raw():
+    shape = tuple(Profile.load(zoo.profile_path("default", "cpu")).input_shape)
+    return request_bytes(shape, 100.0)
+
+
+def test_overload_every_request_is_answered_and_the_hopeless_are_shed(server, raw):
+    r = asyncio.run(offer(server.url, raw, 2000.0, 1.5, 0.1))   # about twice the peak here
+    assert r.unanswered == r.closed == 0 and r.sent == sum(r.by_status.values())
+    assert r.good > 0
+    assert r.by_status.get(503, 0) + r.by_status.get(504, 0) > 0   # shed: more than one worker takes in
+
+
+def test_worker_sigkill_answers_no_worker_then_serves_again(server, raw):
+    def kill():
+        import os
+        import time
+        t = time.perf_counter()
+        os.kill(worker_pids(server.pid)[0], signal.SIGKILL)
+        return t
+    r = asyncio.run(offer(server.url, raw, 50.0, 8.0, 0.1, during=(0.5, kill)))
+    assert r.unanswered == r.closed == 0 and r.late_1s == 0
+    # While no worker is up the answers are 503 no_worker, not 504; a 504 can still come from
+    # a handler a loaded machine ran past its deadline.
+    assert r.by_status.get(503, 0) > 10 * r.by_status.get(504, 0)
+    assert r.first_ok_after is not None                 # a replacement served again
+
+
+def test_connection_storm_is_answered(server):
+    assert asyncio.run(storm(server.url, 200)) == 0
+
+
+def test_worker_sigkill_with_a_standby_loses_no_request_and_a_new_standby_follows(raw):
+    import os
+    import time
+    import urllib.request
+
+    from server.launch import wait_until
+    with ServerProcess(["--cpus", "1", "--standby", "1", "--slo-ms", "100"]) as srv:
+        (worker, spare) = worker_pids(srv.pid)
+
+        def kill():
+            t = time.perf_counter()
+            os.kill(worker, signal.SIGKILL)
+            return t
+        r = asyncio.run(offer(srv.url, raw, 50.0, 3.0, 0.1, during=(0.5, kill)))
+        assert r.unanswered == r.closed == 0 and r.late_1s == 0
+        # The spare took the slot in the same callback as the death: never "no worker".
+        assert r.by_status.get(503, 0) == 0 and r.first_ok_after is not None
+        assert wait_until(lambda: len(worker_pids(srv.pid)) == 2, 60)
+        new = worker_pids(srv.pid)
+        assert new[0] == spare and worker not in new
+        metrics = urllib.request.urlopen(f"{srv.url}/metrics", timeout=10).read().decode()
+        assert "superserve_worker_standby_takeovers_total 1.0" in metrics
+    assert names.entries_of(srv.pid) == []
+    assert wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in new), 10)
