@@ -24,11 +24,17 @@ def raw():
     return request_bytes(shape, 100.0)
 
 
-def test_overload_every_request_is_answered_and_the_hopeless_are_shed(server, raw):
-    r = asyncio.run(offer(server.url, raw, 2000.0, 1.5, 0.1))   # about twice the peak here
+def test_overload_every_request_is_answered_and_the_hopeless_are_shed(raw):
+    # The most accurate subnet alone serves ~370 q/s at its best batch: 2,000 q/s offered is an
+    # overload however fast or loaded the machine (the default policy may keep up with it).
+    prof = Profile.load(zoo.profile_path("default", "cpu"))
+    best = max(prof.subnets, key=lambda s: s.accuracy).name
+    with ServerProcess(["--cpus", "1", "--slo-ms", "100", "--policy", f"fixed:{best}"]) as srv:
+        r = asyncio.run(offer(srv.url, raw, 2000.0, 1.5, 0.1))
     assert r.unanswered == r.closed == 0 and r.sent == sum(r.by_status.values())
     assert r.good > 0
-    assert r.by_status.get(503, 0) + r.by_status.get(504, 0) > 0   # shed: more than one worker takes in
+    assert r.by_status.get(503, 0) + r.by_status.get(504, 0) > 0     # the hopeless are shed
+    assert names.entries_of(srv.pid) == []
 
 
 def test_worker_sigkill_answers_no_worker_then_serves_again(server, raw):
