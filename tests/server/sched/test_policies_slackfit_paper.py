@@ -1,4 +1,5 @@
-"""SlackFit on a hand-made profile, and against a brute-force reading of papers.md's rules."""
+"""The paper's SlackFit (slackfit-paper) on a hand-made profile, and against a brute-force
+reading of papers.md's rules."""
 import random
 
 import pytest
@@ -7,7 +8,7 @@ from policy_toys import W, pick, profile, queue
 from models.profile_format import Profile
 from server.sched.edf import EDFQueue
 from server.sched.policies import make_policy
-from server.sched.policies.slackfit import SlackFit
+from server.sched.policies.slackfit_paper import SlackFitPaper
 
 
 @pytest.mark.parametrize("samples, slack_ms, want", [
@@ -22,18 +23,18 @@ from server.sched.policies.slackfit import SlackFit
     (8, 100, ("big", 8)),
 ])
 def test_slackfit_picks_the_pair_papers_md_describes(samples, slack_ms, want):
-    p = SlackFit(profile(), bucket_ms=5)
+    p = SlackFitPaper(profile(), bucket_ms=5)
     assert pick(p, queue(*[1] * samples), slack_ms) == want
 
 
 def test_decision_carries_profiled_latency():
-    d = SlackFit(profile()).decide(-0.1, queue(1, 1, 1, 1), W)   # 100 ms of slack
+    d = SlackFitPaper(profile()).decide(-0.1, queue(1, 1, 1, 1), W)   # 100 ms of slack
     assert d.expected_s == pytest.approx(0.020)  # big4: bucket b4 at 100 ms slack, 4 samples
     assert (d.subnet, d.batch, d.load, d.cascade) == ("big", 4, False, None)
 
 
 def test_burst_means_smaller_subnets_and_bigger_batches_than_idle():
-    p = SlackFit(profile())
+    p = SlackFitPaper(profile())
     idle = pick(p, queue(1), 30)
     burst = pick(p, queue(*[1] * 8), 10)
     assert idle == ("big", 1) and burst == ("mid", 4)
@@ -42,19 +43,19 @@ def test_burst_means_smaller_subnets_and_bigger_batches_than_idle():
 
 def test_bucket_width_is_a_parameter():
     # One 100 ms bucket: every fitting pair competes, the largest batch then accuracy wins.
-    assert pick(SlackFit(profile(), bucket_ms=100), queue(*[1] * 8), 50) == ("big", 8)
-    assert pick(SlackFit(profile(), bucket_ms=100), queue(*[1] * 8), 30) == ("mid", 8)
+    assert pick(SlackFitPaper(profile(), bucket_ms=100), queue(*[1] * 8), 50) == ("big", 8)
+    assert pick(SlackFitPaper(profile(), bucket_ms=100), queue(*[1] * 8), 30) == ("mid", 8)
     with pytest.raises(ValueError, match="bucket_ms"):
-        SlackFit(profile(), bucket_ms=0)
+        SlackFitPaper(profile(), bucket_ms=0)
 
 
 def test_max_batch_caps_the_pairs():
-    assert pick(SlackFit(profile(), max_batch=4), queue(*[1] * 8), 100) == ("big", 4)
-    assert pick(SlackFit(profile(), max_batch=3), queue(*[1] * 8), 100) == ("big", 2)
+    assert pick(SlackFitPaper(profile(), max_batch=4), queue(*[1] * 8), 100) == ("big", 4)
+    assert pick(SlackFitPaper(profile(), max_batch=3), queue(*[1] * 8), 100) == ("big", 2)
 
 
 def test_multi_sample_head_is_never_split_and_gets_the_fastest_pair_when_nothing_fits():
-    p = SlackFit(profile())
+    p = SlackFitPaper(profile())
     assert pick(p, queue(4), 100) == ("big", 4)
     assert pick(p, queue(3, 1), 9) == ("small", 4)     # 3 samples need the 4-batch latency
     # 3 ms passes the expire rule (fastest batch-1 pair: 2 ms) but no 4-batch pair fits.
@@ -64,18 +65,18 @@ def test_multi_sample_head_is_never_split_and_gets_the_fastest_pair_when_nothing
 
 
 def test_fewer_samples_than_the_smallest_profiled_batch():
-    p = SlackFit(profile(batch_sizes=(2, 4), a=(0.6, [3, 5]), b=(0.7, [6, 11])))
+    p = SlackFitPaper(profile(batch_sizes=(2, 4), a=(0.6, [3, 5]), b=(0.7, [6, 11])))
     assert pick(p, queue(1), 100) == ("b", 2)
     assert pick(p, queue(1), 4) == ("a", 2)
 
 
 def test_empty_queue_waits():
-    assert SlackFit(profile()).decide(0.0, EDFQueue(), W) is None
+    assert SlackFitPaper(profile()).decide(0.0, EDFQueue(), W) is None
 
 
 def test_factory_builds_slackfit_with_its_parameters():
-    p = make_policy("slackfit", profile(), bucket_ms=100, max_batch=None, workers=4)
-    assert isinstance(p, SlackFit) and p.bucket_ms == 100
+    p = make_policy("slackfit-paper", profile(), bucket_ms=100, max_batch=None, workers=4)
+    assert isinstance(p, SlackFitPaper) and p.bucket_ms == 100
 
 
 def brute_force(prof: Profile, bucket_ms: float, slack: float, head_n: int, n_samples: int):
@@ -105,7 +106,7 @@ def test_matches_brute_force_on_random_profiles():
             subnets[f"s{k}"] = (round(rng.uniform(0.5, 0.9), 3), [round(m, 2) for m in ms])
         prof = profile(batch_sizes=tuple(sizes), **subnets)
         bucket = rng.choice([1.0, 2.5, 5.0, 20.0])
-        policy = SlackFit(prof, bucket_ms=bucket)
+        policy = SlackFitPaper(prof, bucket_ms=bucket)
         for _ in range(30):
             head_n = rng.choice([1, 1, 1, 2, 3])
             if head_n > sizes[-1]:
