@@ -253,7 +253,83 @@ def run_compare(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [add_trace, add_simulate, add_compare]
+def add_study(sub) -> None:
+    p = sub.add_parser("study", help="every policy on a grid of simulated cells (CV², load, "
+                                     "SLO, workers, Azure trace): where is the default beaten")
+    p.add_argument("--quick", action="store_true",
+                   help="a subset: CV² 2 and 8 + Azure, loads 50/100/200/300%%, all SLOs, "
+                        "shorter traces")
+    p.add_argument("--cv2s", type=_floats, help="gamma CV²s (default 1,2,4,8)")
+    p.add_argument("--loads", type=_floats,
+                   help="%% of the workers' throughput with the most accurate subnet at its "
+                        "largest batch (default 50,100,150,200,300)")
+    p.add_argument("--slos", type=_floats,
+                   help="SLOs as multiples of the most accurate subnet's batch-1 latency "
+                        "(default 2,5,15)")
+    p.add_argument("--workers", help="comma-separated worker counts (default 1,8)")
+    p.add_argument("--no-azure", action="store_true", help="skip the Azure-layout trace")
+    p.add_argument("--requests", type=int,
+                   help="requests per cell, about (default 10000; --quick 3000)")
+    p.add_argument("--min-s", type=float, help="a cell's trace lasts at least this long")
+    p.add_argument("--policies", help="comma-separated specs; 'gears' is a plan made per "
+                                      "(workers, SLO) (default: every policy)")
+    p.add_argument("--default", default="slackfit", help="the policy counted as the default")
+    p.add_argument("--profile", default=None,
+                   help="profile JSON (default: the embedded supernet's CPU profile); "
+                        "'synthetic' for an invented one")
+    p.add_argument("--predictions", type=Path,
+                   help="held-out records for gears and measured accuracy (default: beside "
+                        "the profile)")
+    p.add_argument("--jobs", type=int, default=1, help="cells run in this many processes")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("results/study"))
+    p.set_defaults(func=run_study)
+
+
+def run_study(a: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    from loadgen import study as S
+    from loadgen.study_plots import plot_study
+    t0 = time.perf_counter()
+    profile = load_profile(a.profile)
+    preds = load_records(a, profile)
+    base = S.QUICK if a.quick else S.FULL
+    over = {"cv2s": a.cv2s and tuple(a.cv2s),
+            "loads": a.loads and tuple(x / 100 for x in a.loads),
+            "slo_xs": a.slos and tuple(a.slos),
+            "workers": a.workers and tuple(int(w) for w in a.workers.split(",")),
+            "requests": a.requests, "min_s": a.min_s}
+    grid = dataclasses.replace(base, azure=base.azure and not a.no_azure,
+                               **{k: v for k, v in over.items() if v is not None})
+    specs = a.policies.split(",") if a.policies else S.study_specs(profile)
+    if a.default not in specs:
+        specs.insert(0, a.default)
+    if "gears" in specs and preds is None:
+        print("note: no held-out predictions for this profile: gears left out",
+              file=sys.stderr)
+        specs.remove("gears")
+    st = S.Study(profile, preds, specs, grid)
+    S.make_plans(st, a.out / "plans")
+    cells = grid.cells()
+    results = S.run_cells(st, cells, jobs=a.jobs)
+    S.judge_all(results, a.default)
+    print(f"{len(cells)} cells x {len(specs)} policies; profile {profile.supernet}/"
+          f"{profile.device}; capacity basis {S.most_accurate(profile).name} at batch "
+          f"{profile.max_batch}: {S.full_capacity(profile, 1):.0f} q/s per worker; SLO basis "
+          f"{S.slo_ms(profile, 1):.2f} ms")
+    print(S.format_cells(results, a.default))
+    summ = S.summary(results, a.default, time.perf_counter() - t0)
+    files = S.write_all(results, summ, a.out, None if a.no_plots else plot_study)
+    print(f"wrote {a.out}/ ({', '.join(f.name for f in files[:4])}"
+          f"{', ...' if len(files) > 4 else ''}: {len(files)} files)")
+    summ["study_seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(summ))
+    return 0
+
+
+COMMANDS = [add_trace, add_simulate, add_compare, add_study]
 
 
 def build_parser() -> argparse.ArgumentParser:
