@@ -26,7 +26,7 @@ A single-sample head with ample slack and nothing behind it gets the most accura
 """
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 
 from models.profile_format import Profile
 from server.sched.policies.base import Decision, QueueView, WorkerView
@@ -37,10 +37,11 @@ class SlackFit:
     name = "slackfit"
 
     def __init__(self, profile: Profile, *, max_batch: int | None = None,
-                 headroom: float = 1.0) -> None:
+                 headroom: float = 1.0, window: float = 0.5) -> None:
         if not headroom >= 1:
             raise ValueError(f"headroom {headroom}: must be at least 1")
         self.headroom = headroom
+        self.window = window              # share of the SLO a reference batch may take
         # The pair table only for its batch sizes, eligibility rule and late fallback.
         self.table = PairTable(profile, lambda p: (p.batch, p.accuracy), max_batch=max_batch)
         sizes = self.table.batch_sizes
@@ -58,23 +59,31 @@ class SlackFit:
                     lats.append(s.latency(b))
                     ds.append(Decision(s.name, b, s.latency(b)))
             self._front.append((lats, ds))
-        # "Most accurate subnet whose throughput >= x" is a step function of x (as infaas).
-        levels: list[float] = []
-        refs: list[list[float]] = []       # the reference subnet's latency per batch size
-        seen = 0.0
+        # Per subnet, most accurate first: (latency, best throughput at that latency or less)
+        # steps, so the reference can be the most accurate subnet that keeps up with batches
+        # short enough for the SLO (a batch that outlasts the SLO buys nothing).
+        self._ref_steps: list[tuple[list[float], list[float], list[float], float]] = []
         for s in reversed(subnets):
-            t = max(b / s.latency(b) for b in sizes)
-            if t > seen:
-                levels.append(t)
-                refs.append([s.latency(b) for b in sizes])
-                seen = t
-        self._levels, self._refs = levels, refs
+            lats, thr, best = [], [], 0.0
+            for b in sorted(sizes, key=s.latency):
+                t = b / s.latency(b)
+                if t > best:
+                    best = t
+                    lats.append(s.latency(b))
+                    thr.append(t)
+            self._ref_steps.append((lats, thr, [s.latency(b) for b in sizes], s.accuracy))
+        self._acc = {s.name: s.accuracy for s in subnets}
 
-    def reference(self, rate: float) -> list[float]:
-        """Latency per batch size of the most accurate subnet sustaining `rate` samples/s
-        (the fastest when none does)."""
-        i = bisect_left(self._levels, rate * self.headroom)
-        return self._refs[min(i, len(self._refs) - 1)]
+    def reference(self, rate: float, window: float) -> tuple[list[float], float]:
+        """Latency per batch size and accuracy of the most accurate subnet that sustains
+        `rate` samples/s with batches of at most `window` seconds (the fastest when none)."""
+        need = rate * self.headroom
+        for lats, thr, per_batch, acc in self._ref_steps:
+            i = bisect_right(lats, window) - 1
+            if i >= 0 and thr[i] >= need:
+                return per_batch, acc
+        last = self._ref_steps[-1]
+        return last[2], last[3]
 
     def decide(self, now: float, queue: QueueView, worker: WorkerView) -> Decision | None:
         if not len(queue):
@@ -83,18 +92,31 @@ class SlackFit:
         n = queue.n_samples
         lo, hi = self.table.batch_range(queue.head().n, n)
         demand = n / slack if slack > 0 else float("inf")
-        ref = self.reference(max(worker.arrival_rate, demand) / (worker.others + 1))
-        sizes, front = self.batch_sizes, self._front
-        for bi in range(hi, lo - 1, -1):
+        rate = max(worker.arrival_rate, demand) / (worker.others + 1)
+        head = queue.head()
+        ref, ref_acc = self.reference(rate, self.window * (head.deadline - head.arrival))
+        sizes, front, acc = self.batch_sizes, self._front, self._acc
+        best: Decision | None = None
+        best_key = (0, 0, 0.0)
+        for bi in range(lo, hi + 1):
+            b = sizes[bi]
             budget = slack
-            _, d_next = queue.after(sizes[bi])
+            _, d_next = queue.after(b)
             if d_next != float("inf"):
-                left = max(n - sizes[bi], 1)
-                need = ref[max(bisect_right(sizes, left) - 1, 0)]
-                if worker.others_free_at + need > d_next:   # no other worker saves it
-                    budget = min(budget, d_next - need - now)
+                left = max(n - b, 1)
+                next_s = ref[max(bisect_right(sizes, left) - 1, 0)]
+                if worker.others_free_at + next_s > d_next:   # no other worker saves it
+                    budget = min(budget, d_next - next_s - now)
             lats, ds = front[bi]
             j = bisect_right(lats, budget) - 1
-            if j >= 0:
-                return ds[j]
+            if j < 0:
+                continue
+            # At least as accurate as the rate needs comes first, then the larger batch,
+            # then accuracy: the reference's own schedule, upgraded where slack allows.
+            d = ds[j]
+            key = (acc[d.subnet] >= ref_acc, b, acc[d.subnet])
+            if best is None or key > best_key:
+                best, best_key = d, key
+        if best is not None:
+            return best
         return self.table.lookup(slack, queue.head().n, n)    # overload: maxbatch's choice

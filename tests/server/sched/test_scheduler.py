@@ -218,3 +218,27 @@ def test_expiry_uses_the_nearest_ready_worker_a_request_it_can_meet_waits_for_it
     s.worker_lost(0.002, 1)                        # only the far worker left: 10 ms floor
     [drop] = s.arrive(0.002, req(2, 0.010))
     assert (drop.outcome, drop.reason) == (Outcome.DROPPED, Reason.EXPIRED)
+
+
+class Views(Fixed):
+    def decide(self, now, queue, worker):
+        self.seen.append(worker)
+        return self.decision
+
+
+def test_the_policy_sees_the_other_workers_and_when_one_frees_up():
+    pol = Views(Decision("small", 1, 0.010))
+    s = Scheduler(pol, profile())
+    for w in range(3):
+        s.worker_ready(0.0, w)
+    s.arrive(0.0, req(0, 1.0))          # two others idle: one is free now
+    assert (pol.seen[-1].others, pol.seen[-1].others_free_at) == (2, 0.0)
+    s.arrive(0.001, req(1, 1.0))        # worker 0 busy to 0.010; one other idle
+    assert (pol.seen[-1].others, pol.seen[-1].others_free_at) == (2, 0.001)
+    s.arrive(0.002, req(2, 1.0))        # the last idle one: the others free at 0.010, 0.011
+    assert pol.seen[-1].others_free_at == pytest.approx(0.010)
+    one = Views(Decision("small", 1, 0.010))
+    s1 = Scheduler(one, profile())
+    s1.worker_ready(0.0, 0)
+    s1.arrive(0.0, req(0, 1.0))
+    assert (one.seen[-1].others, one.seen[-1].others_free_at) == (0, math.inf)

@@ -1,0 +1,91 @@
+"""The default SlackFit: the paper's slack fitting, looking past the head (slackfit.py)."""
+import numpy as np
+import pytest
+from policy_toys import W, pick, profile, queue
+
+from loadgen.report import summarize
+from loadgen.simulate import simulate
+from loadgen.traces import Trace
+from server.sched.edf import EDFQueue
+from server.sched.policies import make_policy
+from server.sched.policies.base import WorkerView
+from server.sched.policies.slackfit import SlackFit
+from server.sched.request import Request
+
+
+def timed_queue(*ms):
+    """Single-sample requests with these deadlines (ms after 0)."""
+    q = EDFQueue()
+    for i, d in enumerate(ms):
+        q.push(Request(i, 1, -0.001, d / 1e3))
+    return q
+
+
+def test_short_queue_and_ample_slack_get_the_most_accurate_subnet():
+    assert pick(SlackFit(profile()), queue(1), 100) == ("big", 1)
+    assert pick(SlackFit(profile()), queue(1, 1), 100) == ("big", 2)
+
+
+def test_the_request_left_behind_stays_feasible():
+    # Head and r1 have 14 ms, r2 (left behind: 3 samples, batch 2) 15 ms. The reference keeps
+    # up with 3 samples in 14 ms within half the 15 ms SLO: mid (mid2, 333/s; big1 is 8 ms).
+    # big2 (12 ms) fits the head but then mid1 (4 ms) ends r2 at 16; mid2 leaves it 5 ms.
+    q = timed_queue(14, 14, 15)
+    d = SlackFit(profile()).decide(0.0, q, W)
+    assert (d.subnet, d.batch) == ("mid", 2)
+    # What the head alone would get (the paper's rule and maxacc: big2) makes r2 miss.
+    for spec in ("slackfit-paper", "maxacc"):
+        other = make_policy(spec, profile()).decide(0.0, q, W)
+        assert (other.subnet, other.batch) == ("big", 2)
+
+
+def test_a_free_worker_serves_what_is_left_so_the_head_gets_its_best():
+    q = timed_queue(14, 14, 15)
+    free_now = WorkerView(0, others=1, others_free_at=0.0)
+    d = SlackFit(profile()).decide(0.0, q, free_now)
+    assert (d.subnet, d.batch) == ("big", 2)
+    in_time = WorkerView(0, others=1, others_free_at=0.010)   # 10 + mid1 4 <= 15
+    assert SlackFit(profile()).decide(0.0, q, in_time).subnet == "big"
+    busy = WorkerView(0, others=1, others_free_at=0.012)      # frees up too late for r2
+    assert SlackFit(profile()).decide(0.0, q, busy).subnet == "mid"
+
+
+def test_reference_subnet_keeps_up_with_the_rate():
+    p = SlackFit(profile())
+    # Best throughput within a 40 ms batch: big 8/36 ms = 222/s, mid 8/18 = 444/s,
+    # small 8/9 = 889/s.
+    assert p.reference(100, 0.040)[1] == 0.80
+    assert p.reference(300, 0.040)[1] == 0.75
+    assert p.reference(800, 0.040)[1] == 0.70
+    assert p.reference(10_000, 0.040)[1] == 0.70      # none keeps up: the fastest
+    # A 10 ms window rules out big8 and mid8: mid's best is mid4 (400/s), big's big1 (125/s).
+    assert p.reference(150, 0.010)[1] == 0.75
+
+
+def test_largest_batch_when_the_queue_is_long_and_the_head_tight():
+    assert pick(SlackFit(profile()), queue(*[1] * 8), 9.5) == ("small", 8)
+
+
+def test_head_nothing_fits_gets_the_fastest_pair_and_empty_queue_waits():
+    assert pick(SlackFit(profile()), queue(4), 3) == ("small", 4)
+    assert SlackFit(profile()).decide(0.0, EDFQueue(), W) is None
+    with pytest.raises(ValueError, match="headroom"):
+        SlackFit(profile(), headroom=0.5)
+
+
+def test_keeps_up_where_the_most_accurate_subnet_cannot():
+    # 300 q/s of 1-sample requests, 40 ms SLO: big sustains at most 8/36 ms = 222/s.
+    rng = np.random.default_rng(0)
+    arrivals = np.cumsum(rng.exponential(1 / 300, 600))
+    trace = Trace(arrivals, np.full(len(arrivals), 40.0))
+    got = {spec: summarize(simulate(trace, profile(), spec))
+           for spec in ("slackfit", "fixed:big", "fixed:small")}
+    sf = got["slackfit"]
+    assert sf["slo_attainment"] > got["fixed:big"]["slo_attainment"] + 0.1
+    assert sf["slo_attainment"] >= got["fixed:small"]["slo_attainment"] - 0.01
+    assert sf["mean_serving_accuracy"] > got["fixed:small"]["mean_serving_accuracy"]
+
+
+def test_factory_builds_it_and_ignores_the_paper_rules_bucket():
+    p = make_policy("slackfit", profile(), bucket_ms=5, max_batch=4, workers=2)
+    assert isinstance(p, SlackFit) and p.batch_sizes == (1, 2, 4)
