@@ -221,7 +221,8 @@ class Scheduler:
             else:
                 wid = next(iter(idle))
                 view = WorkerView(wid, self.loaded.get(wid), self.rate.rate(now),
-                                  self.rate.window_count(now), *self._others(wid, t))
+                                  self.rate.window_count(now), *self._others(wid, t),
+                                  self.margin_s)
                 decision = self.policy.decide(t, queue, view)
             if decision is None:
                 break
@@ -249,7 +250,8 @@ class Scheduler:
             if t + e > last + _EPS:      # this worker would answer the head late: not it
                 refused.add(e)
                 continue
-            view = WorkerView(wid, self.loaded.get(wid), rate, count, *self._others(wid, t + e))
+            view = WorkerView(wid, self.loaded.get(wid), rate, count, *self._others(wid, t + e),
+                              self.margin_s + e)
             decision = self.policy.decide(t + e, queue, view)
             if decision is not None:
                 return wid, decision

@@ -32,6 +32,11 @@ class WorkerView:
     # one of them can take the next batch (the decision time when one is idle; inf: none).
     others: int = 0
     others_free_at: float = float("inf")
+    # How much later than its profiled latency a batch is expected to answer, live (the
+    # Scheduler's learnt margin plus this worker's transport extra; 0 in the simulator). The
+    # `now` a policy gets already includes it once, for the batch it chooses now; a batch
+    # planned to run after that one pays it again.
+    margin_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

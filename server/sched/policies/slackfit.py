@@ -110,6 +110,8 @@ class SlackFit:
             if d_next != float("inf"):
                 left = max(n - b, 1)
                 next_s = ref[max(bisect_right(sizes, left) - 1, 0)]
+                # the next batch pays the live margin again (now includes it once)
+                next_s += worker.margin_s
                 if worker.others_free_at + next_s > d_next:   # no other worker saves it
                     budget = min(budget, d_next - next_s - now)
             lats, ds = front[bi]

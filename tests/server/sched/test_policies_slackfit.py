@@ -89,3 +89,14 @@ def test_keeps_up_where_the_most_accurate_subnet_cannot():
 def test_factory_builds_it_and_ignores_the_paper_rules_bucket():
     p = make_policy("slackfit", profile(), bucket_ms=5, max_batch=4, workers=2)
     assert isinstance(p, SlackFit) and p.batch_sizes == (1, 2, 4)
+
+
+def test_the_batch_left_behind_pays_the_live_margin_too():
+    # Live, the Scheduler plans 3 ms late (now = 3 ms) for the batch chosen now; the next
+    # one pays those 3 ms again: mid2 ends at 9, mid1 for r2 at 13 + 3 > 15, small2 leaves
+    # it in time. Blind to the second margin (the simulator's 0) mid2 would do.
+    q = timed_queue(14, 14, 15)
+    live = SlackFit(profile()).decide(0.003, q, WorkerView(0, margin_s=0.003))
+    assert (live.subnet, live.batch) == ("small", 2)
+    sim = SlackFit(profile()).decide(0.003, q, WorkerView(0))
+    assert (sim.subnet, sim.batch) == ("mid", 2)

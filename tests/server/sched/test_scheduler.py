@@ -242,3 +242,15 @@ def test_the_policy_sees_the_other_workers_and_when_one_frees_up():
     s1.worker_ready(0.0, 0)
     s1.arrive(0.0, req(0, 1.0))
     assert (one.seen[-1].others, one.seen[-1].others_free_at) == (0, math.inf)
+
+
+def test_the_policy_sees_the_live_margin():
+    pol = Views(Decision("small", 1, 0.010))
+    s = Scheduler(pol, profile(), margin_s=0.004)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(0, 1.0))
+    assert pol.seen[-1].margin_s == pytest.approx(0.004)
+    s.set_extra(1, 0.002)               # a remote worker: its round trip on top
+    s.worker_ready(0.0, 1)
+    s.arrive(0.0, req(1, 1.0))
+    assert pol.seen[-1].margin_s == pytest.approx(0.006)
