@@ -272,7 +272,8 @@ class Scheduler:
             else:
                 wid = next(iter(idle))
                 view = WorkerView(wid, self.loaded.get(wid), self.rate.rate(now),
-                                  self.rate.window_count(now))
+                                  self.rate.window_count(now), *self._others(wid, t),
+                                  self.margin_s)
                 decision = self.policy.decide(t, queue, view)
             if decision is None:
                 break
@@ -300,12 +301,26 @@ class Scheduler:
             if t + e > last + _EPS:      # this worker would answer the head late: not it
                 refused.add(e)
                 continue
-            decision = self.policy.decide(t + e, queue,
-                                          WorkerView(wid, self.loaded.get(wid), rate, count))
+            view = WorkerView(wid, self.loaded.get(wid), rate, count, *self._others(wid, t + e),
+                              self.margin_s + e)
+            decision = self.policy.decide(t + e, queue, view)
             if decision is not None:
                 return wid, decision
             refused.add(e)
         return None, None
+
+    def _others(self, wid: int, t: float) -> tuple[int, float]:
+        """The ready workers besides `wid` and when the first of them is free: `t` if one is
+        idle, else the soonest profiled end of a held batch (plus that worker's extra)."""
+        others = len(self.ready) - (wid in self.ready)
+        if not others:
+            return 0, math.inf
+        if len(self.idle) > 1:
+            return others, t
+        extra = self.extra
+        return others, min((b.sent_at + b.decision.expected_s + self.margin_s
+                            + extra.get(w, 0.0) for w, b in self.held.items()
+                            if w != wid and w in self.ready), default=math.inf)
 
     def _expire(self, now: float, queue: EDFQueue, out: list[Action]) -> list[Action]:
         dead = queue.expire(now + self.margin_s + self._floor, self.min_latency)

@@ -26,7 +26,7 @@ def outcome(rec):
 
 
 def test_slackfit_hand_checked():
-    """One worker, SlackFit, min latency 2 ms (fast, batch 1).
+    """One worker, the paper's SlackFit, min latency 2 ms (fast, batch 1).
     t=0   r0 arrives, worker idle: slack 10, one sample -> batch-1 pairs; top bucket b1: slow1,
           busy until 6.
     t=1,2 r1 (deadline 11), r2 (deadline 12) queue.
@@ -37,7 +37,7 @@ def test_slackfit_hand_checked():
     t=9   r4 arrives (20 ms budget; arrivals go first at equal times). r1, r2 done (met). Head r4:
           slack 20, one sample: slow1, done at 15 (met)."""
     trace = Trace(np.array([0, 1, 2, 7, 9]) / 1e3, np.array([10.0, 10, 10, 3, 20]))
-    rec = simulate(trace, two_subnets(), "slackfit", bucket_ms=5)
+    rec = simulate(trace, two_subnets(), "slackfit-paper", bucket_ms=5)
     assert outcome(rec) == [("ok", "slow", 1), ("ok", "fast", 2), ("ok", "fast", 2),
                             ("dropped", None, 0), ("ok", "slow", 1)]
     assert rec.finish * 1e3 == pytest.approx([6, 9, 9, 7, 15], abs=1e-9)
@@ -64,8 +64,8 @@ def test_fixed_hand_checked_with_a_late_answer():
 
 def test_workers_serve_in_parallel():
     trace = Trace(np.array([0.0, 0.0, 0.0]), np.array([10.0, 10, 10]))
-    one = simulate(trace, two_subnets(), "slackfit")
-    two = simulate(trace, two_subnets(), "slackfit", workers=2)
+    one = simulate(trace, two_subnets(), "slackfit-paper")
+    two = simulate(trace, two_subnets(), "slackfit-paper", workers=2)
     # Arrivals are handled one at a time, as live requests are. One worker: slow1 for r0 at 0;
     # at 6 r1+r2 have 4 ms of slack: fast2, done at 9.
     assert outcome(one) == [("ok", "slow", 1), ("ok", "fast", 2), ("ok", "fast", 2)]

@@ -14,11 +14,13 @@ from server.sched.policies.baselines import Fixed, MaxAcc, MaxBatch
 from server.sched.policies.gears import Gears, StaticCascade
 from server.sched.policies.infaas import InFaaS
 from server.sched.policies.slackfit import SlackFit
+from server.sched.policies.slackfit_paper import SlackFitPaper
 
 # name -> (class, takes "<name>:<arg>"). A class with an argument gets it as its second
 # positional parameter, after the profile. A new policy (e.g. "gears:<plan.json>") goes here.
 POLICIES: dict[str, tuple[type, bool]] = {
     "slackfit": (SlackFit, False),
+    "slackfit-paper": (SlackFitPaper, False),   # the paper's bucket rule, as it states it
     "fixed": (Fixed, True),
     "maxacc": (MaxAcc, False),
     "maxbatch": (MaxBatch, False),
@@ -34,7 +36,7 @@ def _keywords(cls: type) -> set[str]:
 
 
 def make_policy(spec: str, profile: Profile, **params) -> Policy:
-    """Build a policy from "slackfit", "fixed:<subnet>", "maxacc", "maxbatch", "infaas",
+    """Build a policy from "slackfit", "slackfit-paper", "fixed:<subnet>", "maxacc", "maxbatch", "infaas",
     "gears:<plan.json>" or "cascade:<s1>@<t1>,<s2>".
     Parameters set to None are left at the policy's default."""
     name, sep, arg = spec.strip().partition(":")
@@ -60,9 +62,9 @@ def make_policy(spec: str, profile: Profile, **params) -> Policy:
 
 def policy_specs(profile: Profile) -> list[str]:
     """Every policy a comparison runs on this profile: slackfit, each fixed subnet (least
-    accurate first), maxacc, maxbatch, infaas."""
+    accurate first), maxacc, maxbatch, infaas, slackfit-paper."""
     return (["slackfit"] + [f"fixed:{s.name}" for s in profile.subnets]
-            + ["maxacc", "maxbatch", "infaas"])
+            + ["maxacc", "maxbatch", "infaas", "slackfit-paper"])
 
 
 __all__ = ["POLICIES", "make_policy", "policy_specs"]

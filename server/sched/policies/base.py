@@ -17,6 +17,7 @@ class QueueView(Protocol):
 
     def __len__(self) -> int: ...
     def head(self) -> Request: ...
+    def after(self, samples: int) -> tuple[int, float]: ...
     @property
     def head_deadline(self) -> float: ...
 
@@ -27,6 +28,15 @@ class WorkerView:
     loaded: str | None = None        # the subnet last run (infaas: the separate model in memory)
     arrival_rate: float = 0.0        # arrivals/s over the last window, measured by the caller
     window_arrivals: int = 0         # arrivals in the last full 100 ms window
+    # The other ready workers, as the Scheduler knows them: how many, and the earliest moment
+    # one of them can take the next batch (the decision time when one is idle; inf: none).
+    others: int = 0
+    others_free_at: float = float("inf")
+    # How much later than its profiled latency a batch is expected to answer, live (the
+    # Scheduler's learnt margin plus this worker's transport extra; 0 in the simulator). The
+    # `now` a policy gets already includes it once, for the batch it chooses now; a batch
+    # planned to run after that one pays it again.
+    margin_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

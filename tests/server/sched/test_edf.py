@@ -41,3 +41,27 @@ def test_full_and_remove():
     assert q.full()
     assert q.remove(a) and not q.remove(a)
     assert len(q) == 1 and q.head() is b and q.n_samples == 1
+
+
+def test_deadline_lookups_past_the_head():
+    q = EDFQueue()
+    for i, (d, n) in enumerate([(0.3, 1), (0.1, 2), (0.2, 1), (0.4, 1)]):
+        q.push(req(i, d, n=n))
+    assert [q.deadline_at(k) for k in range(4)] == [0.1, 0.2, 0.3, 0.4]
+    assert q.deadline_at(4) == float("inf")
+    assert q.after(2) == (1, 0.2)           # the 2-sample head fills it
+    assert q.after(3) == (2, 0.3)
+    assert q.after(1) == (1, 0.2)           # an oversized head still goes alone
+    assert q.after(10) == (4, float("inf"))
+    q.pop()
+    assert q.after(1) == (1, 0.3) and q.deadline_at(0) == 0.2
+
+
+def test_many_pops_keep_order_and_counts():
+    q = EDFQueue()
+    for i in range(300):
+        q.push(req(i, (i * 7919 % 300) / 1000))
+    got = [q.pop().id for _ in range(200)]
+    assert got == sorted(got, key=lambda i: i * 7919 % 300)
+    assert len(q) == 100 and q.n_samples == 100 and q.after(1)[0] == 1
+    assert [r.id for r in q] == sorted((r.id for r in q), key=lambda i: i * 7919 % 300)

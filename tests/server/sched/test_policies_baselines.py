@@ -7,6 +7,7 @@ from server.sched.policies import make_policy, policy_specs
 from server.sched.policies.baselines import Fixed, MaxAcc, MaxBatch
 from server.sched.policies.infaas import InFaaS
 from server.sched.policies.slackfit import SlackFit
+from server.sched.policies.slackfit_paper import SlackFitPaper
 
 # small: 2 3 5 9 ms, mid: 4 6 10 18 ms, big: 8 12 20 36 ms at batch 1 2 4 8.
 
@@ -56,10 +57,10 @@ def test_empty_queue_waits_for_every_policy():
 def test_factory_parses_every_spec():
     prof = profile()
     assert policy_specs(prof) == ["slackfit", "fixed:small", "fixed:mid", "fixed:big",
-                                  "maxacc", "maxbatch", "infaas"]
+                                  "maxacc", "maxbatch", "infaas", "slackfit-paper"]
     kinds = [type(make_policy(s, prof, bucket_ms=5, max_batch=8, workers=2))
              for s in policy_specs(prof)]
-    assert kinds == [SlackFit, Fixed, Fixed, Fixed, MaxAcc, MaxBatch, InFaaS]
+    assert kinds == [SlackFit, Fixed, Fixed, Fixed, MaxAcc, MaxBatch, InFaaS, SlackFitPaper]
     assert make_policy("fixed:big", prof).name == "fixed:big"
     assert make_policy(" MaxAcc ", prof).name == "maxacc"
 

@@ -261,3 +261,37 @@ def test_no_admission_estimate_without_a_ready_worker_the_queue_answers_no_worke
     assert s.arrive(0.0, req(0, 0.010)) == ()
     [nobody] = s.timer(0.008)
     assert (nobody.outcome, nobody.reason) == (Outcome.DROPPED, Reason.NO_WORKER)
+class Views(Fixed):
+    def decide(self, now, queue, worker):
+        self.seen.append(worker)
+        return self.decision
+
+
+def test_the_policy_sees_the_other_workers_and_when_one_frees_up():
+    pol = Views(Decision("small", 1, 0.010))
+    s = Scheduler(pol, profile())
+    for w in range(3):
+        s.worker_ready(0.0, w)
+    s.arrive(0.0, req(0, 1.0))          # two others idle: one is free now
+    assert (pol.seen[-1].others, pol.seen[-1].others_free_at) == (2, 0.0)
+    s.arrive(0.001, req(1, 1.0))        # worker 0 busy to 0.010; one other idle
+    assert (pol.seen[-1].others, pol.seen[-1].others_free_at) == (2, 0.001)
+    s.arrive(0.002, req(2, 1.0))        # the last idle one: the others free at 0.010, 0.011
+    assert pol.seen[-1].others_free_at == pytest.approx(0.010)
+    one = Views(Decision("small", 1, 0.010))
+    s1 = Scheduler(one, profile())
+    s1.worker_ready(0.0, 0)
+    s1.arrive(0.0, req(0, 1.0))
+    assert (one.seen[-1].others, one.seen[-1].others_free_at) == (0, math.inf)
+
+
+def test_the_policy_sees_the_live_margin():
+    pol = Views(Decision("small", 1, 0.010))
+    s = Scheduler(pol, profile(), margin_s=0.004)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(0, 1.0))
+    assert pol.seen[-1].margin_s == pytest.approx(0.004)
+    s.set_extra(1, 0.002)               # a remote worker: its round trip on top
+    s.worker_ready(0.0, 1)
+    s.arrive(0.0, req(1, 1.0))
+    assert pol.seen[-1].margin_s == pytest.approx(0.006)
