@@ -106,6 +106,9 @@ class Scheduler:
         self.idle: dict[int, None] = {}          # ordered: the longest-idle worker decides first
         self.loaded: dict[int, str | None] = {}
         self.held: dict[int, Batch] = {}
+        # the soonest a ready worker's batch is expected to end; None: recompute (admission
+        # reads it on every arrival, and it changes only when held or ready do)
+        self._free_at: float | None = None
         self.extra: dict[int, float] = {}        # worker -> its transport's extra latency
         self._floor = 0.0                        # the least extra of the ready workers
         self._ids = itertools.count(1)
@@ -175,8 +178,11 @@ class Scheduler:
         arriving now, could be answered (see the module docstring)."""
         free = 0.0
         if not self.idle:
-            free = min((max(0.0, b.sent_at + b.decision.expected_s - now)
-                        for w, b in self.held.items() if w in self.ready), default=0.0)
+            if self._free_at is None:
+                self._free_at = min((b.sent_at + b.decision.expected_s
+                                     for w, b in self.held.items() if w in self.ready),
+                                    default=-float("inf"))
+            free = max(0.0, self._free_at - now)
         queue = self.queue
         ahead = queue.n_samples if len(queue) and deadline >= self._last_deadline else 0
         return free + max(self.min_latency,
@@ -184,6 +190,7 @@ class Scheduler:
 
     def worker_ready(self, now: float, wid: int) -> list[Action]:
         self.ready.add(wid)
+        self._free_at = None
         self.loaded.setdefault(wid, None)
         if self.extra:
             self._set_floor()
@@ -194,6 +201,7 @@ class Scheduler:
     def result(self, now: float, wid: int, error: str | None = None) -> list[Action]:
         """Worker `wid` answered its batch (`error`: it could not run it, and lives)."""
         batch = self.held.pop(wid, None)
+        self._free_at = None
         if batch is None:
             return []
         d = batch.decision
@@ -212,12 +220,14 @@ class Scheduler:
         """Worker `wid` died: what it held goes back to the queue where the deadline still
         allows a retry (as a fresh dispatch would judge it), the rest is answered."""
         self.ready.discard(wid)
+        self._free_at = None
         self.idle.pop(wid, None)
         self.loaded[wid] = None
         if self.extra:
             self.extra.pop(wid, None)
             self._set_floor()
         batch = self.held.pop(wid, None)
+        self._free_at = None
         out: list[Action] = []
         if batch is not None:
             t = now + self.margin_s + self._floor
@@ -254,6 +264,7 @@ class Scheduler:
         for batch in self.held.values():
             reqs.extend(batch.requests)
         self.held.clear()
+        self._free_at = None
         self.wake_at = math.inf
         return [Resolve(reqs, outcome_of(reason), reason, detail)] if reqs else []
 
@@ -283,6 +294,7 @@ class Scheduler:
             del idle[wid]
             batch = Batch(next(self._ids), wid, decision, reqs, now)
             self.held[wid] = batch
+            self._free_at = None
             out.append(Dispatch(batch))
         self._set_wake()
         return out
