@@ -127,7 +127,6 @@ def main(args, spec) -> int:
                   "generator": "mnist1d.data.make_dataset (PyPI mnist1d), fixed seeds",
                   "train_seed": signals.TRAIN_SEED, "train_samples": signals.TRAIN_SIZE,
                   "heldout_seed": signals.HELDOUT_SEED, "heldout_samples": signals.HELDOUT_SIZE},
-              "host_note": "2 CPU cores shared with 4 other agents' jobs: wall time is inflated",
               "torch": str(torch.__version__)}
     if args.standalone:
         info["standalone_largest"] = record
