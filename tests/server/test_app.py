@@ -40,7 +40,10 @@ async def raw_exchange(url: str, chunks: list[bytes], gap_s: float = 0.0,
     try:
         data = await asyncio.wait_for(reader.read(65536), wait_s)
         took = time.monotonic() - t0
-        rest = await asyncio.wait_for(reader.read(65536), wait_s)
+        try:
+            rest = await asyncio.wait_for(reader.read(65536), wait_s)
+        except ConnectionResetError:    # the server closed while our next bytes were in flight
+            return took, data, True
         closed = rest == b"" or reader.at_eof()
         return took, data + rest, closed
     finally:
