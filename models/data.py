@@ -168,13 +168,19 @@ def train_batches(batch_size: int, seed: int):
 
 @lru_cache(maxsize=2)
 def _heldout_cached(name: str) -> tuple[np.ndarray, np.ndarray]:
+    return _local_heldout(name, generate)
+
+
+def _local_heldout(name: str, make) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out set of a zoo model with locally generated data, read-only; `make` is
+    generate (normalised images) or generate_pixels (what a client sends)."""
     if name == "transformer":           # the embedded transformer's MNIST-1D signals
         from models import signals
 
         return signals.heldout()
     if name != "default":
         raise ValueError(f"no held-out set for {name!r}; only 'default' has locally generated data")
-    x, y = generate("heldout", HELDOUT_SIZE, HELDOUT_SEED)
+    x, y = make("heldout", HELDOUT_SIZE, HELDOUT_SEED)
     x.setflags(write=False)
     y.setflags(write=False)
     return x, y
@@ -189,12 +195,4 @@ def heldout(name: str = "default") -> tuple[np.ndarray, np.ndarray]:
 def heldout_pixels(name: str = "default") -> tuple[np.ndarray, np.ndarray]:
     """The held-out set as a client sends it: pixels in [0, 1] (heldout() = normalise(these));
     for "transformer", the MNIST-1D signals as they are (no server-side normalisation)."""
-    if name == "transformer":
-        from models import signals
-        return signals.heldout()
-    if name != "default":
-        raise ValueError(f"no held-out set for {name!r}; only 'default' has locally generated data")
-    x, y = generate_pixels("heldout", HELDOUT_SIZE, HELDOUT_SEED)
-    x.setflags(write=False)
-    y.setflags(write=False)
-    return x, y
+    return _local_heldout(name, generate_pixels)

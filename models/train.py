@@ -113,18 +113,24 @@ def main(args) -> int:
     print(f"trained {args.steps} steps in {wall / 60:.1f} min on {args.threads} threads "
           f"({(time.perf_counter() - t_start) / 60:.1f} min with evaluation); "
           f"held-out accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
-    info_path = Path(args.info) if args.info else ZOO_DIR / f"{args.supernet}.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
     record = {"command": command, "seed": args.seed, "steps": args.steps,
               "batch_size": args.batch_size, "threads": args.threads,
               "wall_s": round(wall, 1), "total_wall_s": round(time.perf_counter() - t_start, 1),
               "heldout_accuracy": acc,
               "torch": str(torch.__version__)}
+    return record_run(args, record, out["net"])
+
+
+def record_run(args, record: dict, net) -> int:
+    """Write a run's provenance into the zoo's JSON (and, for a supernet, its checkpoint);
+    with both a supernet and a standalone record present, the gap between their largest."""
+    info_path = Path(args.info) if args.info else ZOO_DIR / f"{args.supernet}.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
     if args.standalone:
         info["standalone_largest"] = record
     else:
         out_path = Path(args.out) if args.out else ZOO_DIR / f"{args.supernet}.pt"
-        save_checkpoint(out["net"], out_path, meta=record)
+        save_checkpoint(net, out_path, meta=record)
         print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.2f} MB)")
         info["supernet"] = record
         info["checkpoint"] = out_path.name

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models import signals
-from models.train import _lr
+from models.train import _lr, record_run
 from models.transformer import TransformerSuperNet
 
 REWIRE_BATCHES = 20
@@ -104,12 +104,8 @@ def train(args, spec) -> dict:
 
 
 def main(args, spec) -> int:
-    import json
     import shlex
     import sys
-    from pathlib import Path
-
-    from models.zoo import ZOO_DIR, save_checkpoint
 
     command = "python -m models " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t_start = time.perf_counter()
@@ -117,8 +113,6 @@ def main(args, spec) -> int:
     wall, acc = out["wall_s"], out["accuracy"]
     print(f"trained {args.steps} steps in {wall / 60:.1f} min on {args.threads} threads; "
           f"held-out accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
-    info_path = Path(args.info) if args.info else ZOO_DIR / f"{args.supernet}.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
     record = {"command": command, "seed": args.seed, "steps": args.steps,
               "warm_steps": args.warm_steps, "rewired_at_step": out["rewired_at_step"],
               "batch_size": args.batch_size, "threads": args.threads,
@@ -128,18 +122,4 @@ def main(args, spec) -> int:
                   "train_seed": signals.TRAIN_SEED, "train_samples": signals.TRAIN_SIZE,
                   "heldout_seed": signals.HELDOUT_SEED, "heldout_samples": signals.HELDOUT_SIZE},
               "torch": str(torch.__version__)}
-    if args.standalone:
-        info["standalone_largest"] = record
-    else:
-        out_path = Path(args.out) if args.out else ZOO_DIR / f"{args.supernet}.pt"
-        save_checkpoint(out["net"], out_path, meta=record)
-        print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.2f} MB)")
-        info["supernet"] = record
-        info["checkpoint"] = out_path.name
-    if "supernet" in info and "standalone_largest" in info:
-        gap = (info["standalone_largest"]["heldout_accuracy"]["largest"]
-               - info["supernet"]["heldout_accuracy"]["largest"])
-        info["largest_gap_vs_standalone_pts"] = round(100 * gap, 2)
-    info_path.write_text(json.dumps(info, indent=1) + "\n")
-    print(f"wrote {info_path}")
-    return 0
+    return record_run(args, record, out["net"])
