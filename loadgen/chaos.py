@@ -7,8 +7,8 @@ and the server SIGTERMed under load. The last line printed is one JSON object: t
 issue asks for (unanswered, answered_after_deadline_plus_1s, goodput_ratio_at_3x, ...).
 
 The load generator shares this machine's cores with the server, so the "sustainable rate" is
-measured in the same run (the ramp), never assumed. The client is the raw one
-(server/clients/rawhttp.py): pre-encoded requests, fire and record, so it is not what binds.
+measured in the same run (the ramp), never assumed. The client is loadgen/openloop.py:
+pre-encoded requests, a write and a parse each, so that at 3x it is not what binds.
 Goodput counts a 200 only when the client saw it within the deadline (stricter than the
 server's own deadline_met).
 """
@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from server.clients.rawhttp import RawClient, RawHTTPError, build_request
+from loadgen.openloop import Firehose
+from server.clients.rawhttp import build_request
 
 _ANSWER_S = 10.0      # a request not answered this long after its deadline is unanswered
 
@@ -55,56 +56,43 @@ def request_bytes(shape: tuple[int, ...], deadline_ms: float) -> bytes:
 
 async def offer(url: str, raw: bytes, rate: float, seconds: float, deadline_s: float, *,
                 during=None) -> LoadResult:
-    """Evenly spaced open-loop arrivals at `rate` for `seconds`; each request its own task, so
-    a slow answer never delays the next send. `during` = (t, fn): fn() runs once t s in and
-    returns the moment it acted; first_ok_after is then how long after it the first 200 to a
-    request sent after it came back (one already in flight proves nothing)."""
-    client = RawClient.for_url(url)
-    await client.warm(min(64, max(4, int(rate * deadline_s * 2))))
+    """Evenly spaced open-loop arrivals at `rate` for `seconds` (loadgen/openloop.py: a slow
+    answer never delays the next send). `during` = (t, fn): fn() runs once t s in and returns
+    the moment it acted; first_ok_after is then how long after it the first 200 to a request
+    sent after it came back (one already in flight proves nothing)."""
+    hose = Firehose.for_url(url, raw, deadline_s + _ANSWER_S)
+    await hose.warm(min(64, max(4, int(rate * deadline_s * 2))))
     res = LoadResult(rate, seconds)
-    counts: dict[int, int] = {}
     t0 = time.perf_counter()
-    oks: list[tuple[float, float]] = []
-
-    async def one() -> None:
-        sent = time.perf_counter()
-        try:
-            r = await asyncio.wait_for(client.post(raw), deadline_s + _ANSWER_S)
-        except ConnectionRefusedError:
-            res.refused += 1
-            return
-        except RawHTTPError:
-            res.closed += 1
-            return
-        except (TimeoutError, OSError):
-            res.unanswered += 1
-            return
-        counts[r.status] = counts.get(r.status, 0) + 1
-        lat = r.done - sent
-        if lat > deadline_s + 1.0:
-            res.late_1s += 1
-        if r.status == 200:
-            res.good += lat <= deadline_s
-            oks.append((sent, r.done))
-
-    tasks = []
     fired = during is None
     mark = None
     i = 0
-    while (now := time.perf_counter() - t0) < seconds:
-        due = int(now * rate) + 1
+    last_sweep = t0
+    while (now := time.perf_counter()) - t0 < seconds:
+        due = int((now - t0) * rate) + 1
         while i < due:
-            tasks.append(asyncio.ensure_future(one()))
+            hose.send(now)
             i += 1
-        if not fired and now >= during[0]:
+        if not fired and now - t0 >= during[0]:
             fired = True
             mark = during[1]()
+        if now - last_sweep > 0.25:
+            hose.sweep(now)
+            last_sweep = now
         await asyncio.sleep(0.001)
-    await asyncio.gather(*tasks)
-    client.close()
+    await hose.drain()
+    hose.close()
+    t = hose.tally
+    counts: dict[int, int] = {}
+    for sent, done, status in t.answers:
+        counts[status] = counts.get(status, 0) + 1
+        lat = done - sent
+        res.late_1s += lat > deadline_s + 1.0
+        res.good += status == 200 and lat <= deadline_s
     res.sent, res.by_status = i, dict(sorted(counts.items()))
+    res.unanswered, res.refused, res.closed = t.unanswered, t.refused, t.closed
     if mark is not None:
-        after = [done for sent, done in oks if sent > mark]
+        after = [done for sent, done, status in t.answers if status == 200 and sent > mark]
         res.first_ok_after = round(min(after) - mark, 3) if after else None
     return res
 
@@ -271,6 +259,7 @@ def add_chaos(sub) -> None:
 def run_chaos(a) -> int:
     import shlex
 
+    import uvloop     # the sender's own loop costs less of the cores it shares with the server
     from models import zoo
     from models.profile_format import Profile
     from server.launch import ServerProcess
@@ -280,7 +269,7 @@ def run_chaos(a) -> int:
             "--watchdog-s", "0.5"]
     with ServerProcess(args) as srv:
         pid = srv.pid
-        rep = asyncio.run(run_scenarios(srv.url, pid, shape, quick=a.quick,
+        rep = uvloop.run(run_scenarios(srv.url, pid, shape, quick=a.quick,
                                         deadline_ms=a.deadline_ms))
         # SIGTERM under load: every request still answered (503 shutting down at worst).
         async def term():
@@ -288,7 +277,7 @@ def run_chaos(a) -> int:
             loop.call_later(1.0, os.kill, pid, signal.SIGTERM)
             return await offer(srv.url, request_bytes(shape, a.deadline_ms),
                                max(50.0, rep.peak_goodput_rps / 2), 2.0, a.deadline_ms / 1e3)
-        r = asyncio.run(term())
+        r = uvloop.run(term())
         srv.proc.wait(60)
         # After SIGTERM new connections are refused (`refused`) and idle keep-alive ones are
         # closed (`closed`: a request written into one after that is not a hang either).
@@ -299,7 +288,7 @@ def run_chaos(a) -> int:
     rep.shm_left = len(names.entries_of(pid))
     if a.baseline:
         with ServerProcess([*args, "--standby", "0"]) as srv:
-            r = asyncio.run(worker_sigkill(srv.url, srv.pid, request_bytes(shape, a.deadline_ms),
+            r = uvloop.run(worker_sigkill(srv.url, srv.pid, request_bytes(shape, a.deadline_ms),
                                            rep.peak_goodput_rps, 3.0 if a.quick else 10.0,
                                            a.deadline_ms / 1e3))
             rep.scenarios["worker_sigkill_no_standby"] = asdict(r)

@@ -10,7 +10,7 @@ from aiohttp import web
 from models.inputs import input_specs
 from models.profile_format import Profile
 from server.config import ServerConfig
-from server.connections import seen_at
+from server.connections import raw_json, seen_at
 from server.dispatcher import Dispatcher, Pending
 from server.protocol import (
     ProtocolError,
@@ -99,6 +99,46 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
                                      f"{cfg.read_timeout_s:g} s (--read-timeout-s)",
                                 code="read_timeout") from None
 
+    def refuse(arrival: float, budget_ms: float) -> tuple[int, str, str] | None:
+        """(status, reason, code) for a request the queue already shows hopeless, else None.
+        One sample: the fewest a request can hold, so the bound stays a lower one."""
+        sched, now, deadline = dispatcher.sched, time.monotonic(), arrival + budget_ms / 1e3
+        # Plan as the loop runs now: its lag delays this request's dispatch and its answer.
+        why = sched.admit(now + dispatcher.lag.seconds, deadline)
+        if why is Reason.EXPIRED and sched.admit(now, deadline) is not Reason.EXPIRED:
+            why = Reason.OVERLOADED     # hopeless only because the server is behind
+        if why is Reason.OVERLOADED:
+            dispatcher.shed_at_door(why)
+            return 503, sched.overload_detail, why.value
+        if why is Reason.EXPIRED:       # it was seen too late for even the fastest pair
+            dispatcher.shed_at_door(why)
+            left = max(0.0, arrival + budget_ms / 1e3 - time.monotonic()) * 1e3
+            return (504, f"deadline unmeetable: {left:.2f} ms left, the fastest subnet needs "
+                         f"{sched.min_latency * 1e3:.2f} ms", why.value)
+        return None
+
+    infer_paths = {f"/v2/models/{cfg.model_name}/infer",
+                   f"/v2/models/{cfg.model_name}/versions/1/infer"}
+
+    def door(msg, seen: float) -> bytes | None:
+        """The shed fast path (server/connections.py): the answer to a request refused from
+        its headers alone, as bytes, or None to serve it as usual. Anything unusual (another
+        route, no or bad deadline header, a large body, HTTP/1.0) takes the usual path."""
+        if msg.method != "POST" or msg.path not in infer_paths or msg.version != (1, 1) \
+                or not state["ready"] or state["draining"]:
+            return None
+        hdr, length = msg.headers.get("X-Deadline-Ms"), msg.headers.get("Content-Length")
+        if hdr is None or length is None or not length.isdigit() or int(length) > 65536:
+            return None
+        try:
+            budget_ms = parse_deadline_header(hdr)
+        except ProtocolError:
+            return None
+        shed = refuse(seen, budget_ms)
+        return None if shed is None else raw_json(*shed, close=msg.should_close)
+
+    state["door"] = door
+
     async def live(_: web.Request) -> web.Response:
         return web.json_response({"live": True})
 
@@ -130,18 +170,11 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         deadline_hdr = request.headers.get("X-Deadline-Ms")
         budget_ms = parse_deadline_header(deadline_hdr) if deadline_hdr is not None else None
         if budget_ms is not None:    # shed what the queue already shows hopeless, body unread
-            # One sample: the fewest it can hold, so the bound stays a lower one.
-            why = dispatcher.sched.admit(time.monotonic(), arrival + budget_ms / 1e3)
-            if why is Reason.OVERLOADED:
-                dispatcher.shed_at_door(why)
-                return error(503, dispatcher.sched.overload_detail,
-                             headers={"Retry-After": "1"}, code=why.value)
-            if why is Reason.EXPIRED:   # its handler ran too late for even the fastest pair
-                dispatcher.shed_at_door(why)
-                return error(504, f"deadline unmeetable: "
-                                  f"{max(0.0, arrival + budget_ms / 1e3 - time.monotonic()) * 1e3:.2f}"
-                                  f" ms left, the fastest subnet needs "
-                                  f"{dispatcher.sched.min_latency * 1e3:.2f} ms", code=why.value)
+            shed = refuse(arrival, budget_ms)
+            if shed is not None:
+                status, reason, code = shed
+                return error(status, reason, code=code,
+                             headers={"Retry-After": "1"} if status == 503 else None)
         body = await read_body(request)
         inp = parse_infer(body, request.headers.get("Inference-Header-Content-Length"),
                           specs=specs, max_samples=max_samples)

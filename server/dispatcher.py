@@ -22,6 +22,7 @@ import numpy as np
 
 from models.profile_format import Profile
 from server.keepawake import KeepAwake
+from server.looplag import LoopLag
 from server.margin import Margin
 from server.metrics import Metrics
 from server.sched.outcome import Outcome, Reason, http_status, served
@@ -85,6 +86,7 @@ class Dispatcher:
         self._results: dict[int, object] = {}   # worker -> its reply, while answering it
         self._transport: dict[int, Margin] = {}  # remote worker -> its learnt round trip
         self.awake = KeepAwake(spin_s)
+        self.lag = LoopLag(gauge=metrics.loop_lag)   # started with the server (needs the loop)
         self.hold_bound_s = hold_bound_s
         self._held_timers: dict[int, asyncio.TimerHandle] = {}   # worker -> its batch's
 
@@ -128,6 +130,12 @@ class Dispatcher:
                 self.metrics.margin.set(self.margin.seconds)
             if transport_s:
                 self._learn_transport(wid, transport_s)
+            if batch.decision.expected_s > 0:
+                # A moving mean of compute over profile: how much slower than profiled the
+                # worker runs now (it shares cores), for admission's estimate of the queue.
+                ratio = res.compute_ms / 1e3 / batch.decision.expected_s
+                s = self.sched
+                s.slowdown = min(20.0, max(1.0, s.slowdown + 0.1 * (ratio - s.slowdown)))
         self._results[wid] = res
         try:
             self._apply(self.sched.result(now, wid, error=res.error))

@@ -18,6 +18,7 @@ class KeepAwake:
     def __init__(self, spin_s: float) -> None:
         self.spin_s = spin_s
         self._until = 0.0
+        self._last = 0.0                 # when _tick last ran
         self._handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -34,11 +35,15 @@ class KeepAwake:
 
     def _tick(self) -> None:
         # Spin politely: on two cores the load's sender and a worker want the CPU this loop
-        # polls on, and a yield hands it over at once instead of at the next preemption.
-        os.sched_yield()
+        # polls on, and a yield hands it over at once instead of at the next preemption. Only
+        # while idle, though: after an iteration with work in it more is likely waiting, and
+        # a loop that yields on every turn under overload is the loop that falls behind.
+        now = time.monotonic()
+        if now - self._last < 100e-6:
+            os.sched_yield()
+        self._last = now
         # A ready callback makes the loop's next select non-blocking: that is the whole trick.
-        self._handle = self._loop.call_soon(self._tick) if time.monotonic() < self._until \
-            else None
+        self._handle = self._loop.call_soon(self._tick) if now < self._until else None
 
     @property
     def spinning(self) -> bool:

@@ -31,6 +31,9 @@ class Metrics:
         self.queue_depth = Gauge("superserve_queue_depth", "Requests waiting", registry=r)
         self.margin = Gauge("superserve_margin_seconds", "How much later than now the policy "
                             "plans: --margin-ms plus measured batch overruns", registry=r)
+        self.loop_lag = Gauge("superserve_loop_lag_seconds", "How late the event loop runs a "
+                              "timer (decaying max): admission plans that much later",
+                              registry=r)
         self.worker_restarts = Counter("superserve_worker_restarts",
                                        "Restarted workers that reached ready", registry=r)
         self.worker_deaths = Counter("superserve_worker_deaths", "Workers that died (killed, "

@@ -14,6 +14,7 @@ from models.profile_format import Profile
 from server.app import make_app
 from server.config import ServerConfig
 from server.connections import GuardedRunner
+from server.memtrim import Trimmer
 from server.dispatcher import Dispatcher
 from server.metrics import Metrics
 from server.sched.policies import make_policy
@@ -106,7 +107,10 @@ class Server:
                                      margin_s=cfg.margin_ms / 1e3, spin_s=cfg.spin_us / 1e6,
                                      cascade_accuracy=cascade_accuracy(cfg))
         self.app = make_app(cfg, self.profile, self.dispatcher, self.state)
+        if hasattr(self.pool, "poll"):     # local rings: replies read between requests too
+            self.state["poll"] = self.pool.poll
         self._runner: GuardedRunner | None = None
+        self.trimmer = Trimmer(lambda: not self.dispatcher.busy)
         self.port: int | None = None
         self.stopped = asyncio.Event()
 
@@ -141,6 +145,7 @@ class Server:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
         await site.start()
+        self.dispatcher.lag.start()
         self.port = site._server.sockets[0].getsockname()[1]
         print(f"superserve listening on http://{self.cfg.host}:{self.port} "
               f"(model {self.cfg.model_name!r}, {len(self.cfg.devices)} worker(s) on "
@@ -153,6 +158,7 @@ class Server:
         # Everything built so far lives as long as the server. Frozen, the collector stops
         # rescanning it in full collections, a pause every request in flight would pay.
         gc.freeze()
+        self.trimmer.start()
         self.state["ready"] = True
         for w in self.pool.workers:      # RayPool: every node's, under global ids
             if w.ready:
@@ -185,6 +191,8 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.pool.close()
+        self.dispatcher.lag.stop()
+        self.trimmer.stop()
         self.stopped.set()
 
 

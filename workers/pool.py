@@ -580,6 +580,16 @@ class WorkerPool:
             self._poll_handle = self._loop.call_soon(self._poll)
 
     # --- replies --------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Take replies already published, ahead of their wake-up's turn in the loop: under a
+        flood of requests one iteration runs for milliseconds, and a finished batch left
+        waiting that long idles its worker. A cheap read of each busy ring's head; the front
+        end calls it as it reads requests (server/connections.py)."""
+        for w in self._workers:
+            ring = w.resp
+            if w.in_flight and ring is not None and not ring.closed and ring.published():
+                self._on_replies(w)
+
     def _on_replies(self, w: _Worker) -> None:
         ring = w.resp
         if ring is None or ring.closed:

@@ -115,6 +115,10 @@ class Scheduler:
         self.shed = shed
         self.per_sample = min(lat / b for sp in profile.subnets
                               for b, lat in ((b, sp.latency(b)) for b in profile.batch_sizes))
+        # How much slower than profiled the workers compute (>= 1), set by a driver that
+        # measures it (the live dispatcher: workers sharing cores with the front end run
+        # slower as it gets busier). Admission scales the queue's drain time by it.
+        self.slowdown = 1.0
         # The latest deadline queued: a newcomer at or past it has every queued sample ahead
         # of it in EDF order. Pops take the earliest, so this only goes stale upwards (sheds
         # less), and it restarts with an empty queue.
@@ -185,8 +189,8 @@ class Scheduler:
             free = max(0.0, self._free_at - now)
         queue = self.queue
         ahead = queue.n_samples if len(queue) and deadline >= self._last_deadline else 0
-        return free + max(self.min_latency,
-                          (ahead + n) * self.per_sample / max(1, len(self.ready)))
+        return free + max(self.min_latency, (ahead + n) * self.per_sample * self.slowdown
+                          / max(1, len(self.ready)))
 
     def worker_ready(self, now: float, wid: int) -> list[Action]:
         self.ready.add(wid)

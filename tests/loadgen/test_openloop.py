@@ -1,0 +1,55 @@
+"""The open-loop sender counts every request: answered, closed on, or left unanswered."""
+import asyncio
+import time
+
+from loadgen.openloop import Firehose
+from server.clients.rawhttp import build_request
+
+REQ = build_request("/x", b"{}", {})
+
+
+async def serve(handler):
+    srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return srv, f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+
+
+async def drive(url: str, n: int, answer_s: float = 5.0) -> Firehose:
+    hose = Firehose.for_url(url, REQ, answer_s)
+    await hose.warm(2)
+    for _ in range(n):
+        hose.send(time.perf_counter())
+        await asyncio.sleep(0.01)
+    await hose.drain()
+    hose.close()
+    return hose
+
+
+async def test_answers_are_recorded_with_their_status():
+    async def ok(reader, writer):
+        while await reader.read(len(REQ)):
+            writer.write(b"HTTP/1.1 503 X\r\nContent-Length: 2\r\n\r\nno")
+        writer.close()
+    srv, url = await serve(ok)
+    hose = await drive(url, 5)
+    assert [s for _, _, s in hose.tally.answers] == [503] * 5
+    assert hose.tally.closed == hose.tally.unanswered == 0
+    srv.close()
+
+
+async def test_a_silent_server_is_unanswered_and_a_hang_up_is_closed():
+    async def silent(reader, writer):
+        await reader.read(len(REQ))
+        await asyncio.sleep(5)
+
+    srv, url = await serve(silent)
+    hose = await drive(url, 3, answer_s=0.2)
+    assert hose.tally.unanswered == 3 and not hose.tally.answers
+    srv.close()
+
+    async def hang_up(reader, writer):
+        await reader.read(len(REQ))
+        writer.close()
+    srv, url = await serve(hang_up)
+    hose = await drive(url, 3)
+    assert hose.tally.closed == 3 and not hose.tally.answers
+    srv.close()

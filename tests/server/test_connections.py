@@ -1,0 +1,110 @@
+"""The door's shed fast path (server/connections.py) on a real aiohttp server over sockets:
+answers stay in request order, the connection stays usable, and bodies are skipped."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from server.connections import GuardedRunner, raw_json
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def door(msg, seen: float):
+    """Refuse what asks to be refused; let everything else through to the app."""
+    if msg.headers.get("X-Refuse") is None:
+        return None
+    return raw_json(503, f"refused {msg.path}", "overloaded", close=msg.should_close)
+
+
+@pytest.fixture
+async def server():
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        await asyncio.sleep(float(request.query.get("sleep", "0")))
+        return web.Response(text=f"ok {request.path} {len(body)}")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", echo)
+    state = {"draining": False, "door": door}
+    runner = GuardedRunner(app, read_timeout_s=5.0, state=state)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield port, state
+    await runner.cleanup()
+
+
+def post(path: str, body: bytes = b"", refuse: bool = False, close: bool = False) -> bytes:
+    extra = ("X-Refuse: 1\r\n" if refuse else "") + ("Connection: close\r\n" if close else "")
+    return (f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+            ).encode() + body
+
+
+async def answers(reader: asyncio.StreamReader, n: int) -> list[tuple[int, bytes]]:
+    """n HTTP answers read off the connection: (status, body)."""
+    out = []
+    for _ in range(n):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status = int(head.split(b" ", 2)[1])
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        out.append((status, await asyncio.wait_for(reader.readexactly(length), 10)))
+    return out
+
+
+async def test_refused_at_the_door_then_served_on_the_same_connection(server):
+    port, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # The refused request's body arrives in two pieces after its headers: it is skipped, and
+    # the next request on the connection is parsed from the right byte.
+    refused = post("/a", b"x" * 20000, refuse=True)
+    writer.write(refused[:-15000])
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(refused[-15000:] + post("/b", b"yy"))
+    got = await answers(reader, 2)
+    assert got[0][0] == 503 and b'"refused /a"' in got[0][1] and b"overloaded" in got[0][1]
+    assert got[1] == (200, b"ok /b 2")
+    writer.write(post("/c", refuse=True))          # still open: refused again, then served
+    writer.write(post("/d", b"z"))
+    assert [s for s, _ in await answers(reader, 2)] == [503, 200]
+    writer.close()
+
+
+async def test_a_refusal_never_overtakes_an_answer_still_being_made(server):
+    port, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Pipelined: the first request's handler takes 0.2 s. What arrives behind it is not the
+    # door's to answer (its answer would come first): it goes the usual way, in order.
+    writer.write(post("/slow?sleep=0.2", b"1"))
+    await writer.drain()
+    await asyncio.sleep(0.05)                       # its handler is running now
+    writer.write(post("/late", refuse=True))
+    assert await answers(reader, 2) == [(200, b"ok /slow 1"), (200, b"ok /late 0")]
+    # Once it is answered, the door is back in charge.
+    writer.write(post("/again", refuse=True))
+    assert (await answers(reader, 1))[0][0] == 503
+    writer.close()
+
+
+async def test_a_refusal_with_connection_close_closes(server):
+    port, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("/x", refuse=True, close=True))
+    (status, _), = await answers(reader, 1)
+    assert status == 503
+    assert await asyncio.wait_for(reader.read(), 10) == b""     # the server closed
+    writer.close()
+
+
+async def test_without_a_door_every_request_reaches_the_app(server):
+    port, state = server
+    state["door"] = None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("/y", refuse=True))
+    assert await answers(reader, 1) == [(200, b"ok /y 0")]
+    writer.close()
