@@ -259,7 +259,8 @@ def add_chaos(sub) -> None:
 def run_chaos(a) -> int:
     import shlex
 
-    import uvloop     # the sender's own loop costs less of the cores it shares with the server
+    import uvloop  # the sender's own loop costs less of the cores it shares with the server
+
     from models import zoo
     from models.profile_format import Profile
     from server.launch import ServerProcess

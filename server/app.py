@@ -113,8 +113,9 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         if why is Reason.EXPIRED:       # it was seen too late for even the fastest pair
             dispatcher.shed_at_door(why)
             left = max(0.0, arrival + budget_ms / 1e3 - time.monotonic()) * 1e3
-            return (504, f"deadline unmeetable: {left:.2f} ms left, the fastest subnet needs "
-                         f"{sched.min_latency * 1e3:.2f} ms", why.value)
+            reason = (f"deadline unmeetable: {left:.2f} ms left, the fastest subnet needs "
+                      f"{sched.min_latency * 1e3:.2f} ms")
+            return 504, reason, why.value
         return None
 
     infer_paths = {f"/v2/models/{cfg.model_name}/infer",

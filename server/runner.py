@@ -14,8 +14,8 @@ from models.profile_format import Profile
 from server.app import make_app
 from server.config import ServerConfig
 from server.connections import GuardedRunner
-from server.memtrim import Trimmer
 from server.dispatcher import Dispatcher
+from server.memtrim import Trimmer
 from server.metrics import Metrics
 from server.sched.policies import make_policy
 
