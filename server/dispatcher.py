@@ -131,9 +131,11 @@ class Dispatcher:
             if transport_s:
                 self._learn_transport(wid, transport_s)
             if batch.decision.expected_s > 0:
-                # A moving mean of compute over profile: how much slower than profiled the
-                # worker runs now (it shares cores), for admission's estimate of the queue.
-                ratio = res.compute_ms / 1e3 / batch.decision.expected_s
+                # A moving mean of dispatch-to-reply over profile: how much slower than
+                # profiled the queue drains now, for admission's estimate of it. Wall time,
+                # not the worker's compute: a worker sharing a core with a busy front end
+                # loses most to the wait for its next batch, not to slower arithmetic.
+                ratio = (now - batch.sent_at - transport_s) / batch.decision.expected_s
                 s = self.sched
                 s.slowdown = min(20.0, max(1.0, s.slowdown + 0.1 * (ratio - s.slowdown)))
         self._results[wid] = res
