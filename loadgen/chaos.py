@@ -6,15 +6,19 @@ goodput then 3x that rate, a worker SIGKILLed and SIGSTOPped under load, a conne
 and the server SIGTERMed under load. The last line printed is one JSON object: the figures the
 issue asks for (unanswered, answered_after_deadline_plus_1s, goodput_ratio_at_3x, ...).
 
-The load generator shares this machine's cores with the server, so the "sustainable rate" is
-measured in the same run (the ramp), never assumed. The client is loadgen/openloop.py:
-pre-encoded requests, a write and a parse each, so that at 3x it is not what binds.
+The load generator runs on this machine too, so the "sustainable rate" is measured in the same
+run (the ramp), never assumed. At 3x the sender's own work (tens of microseconds a request
+with the leanest Python sender, loadgen/openloop.py) would come out of the server's share of
+the CPU and the run would measure the sender; so by default it keeps a core of its own
+(`--sender-cores 1`) and the server and its workers get the rest, as a load test on a
+separate machine would have it. `--sender-cores 0` shares every core.
 Goodput counts a 200 only when the client saw it within the deadline (stricter than the
 server's own deadline_met).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -152,6 +156,8 @@ class ChaosReport:
     storm_unanswered: int = 0
     shm_left: int = 0
     fd_growth: int = 0
+    server_cores: list[int] = field(default_factory=list)
+    sender_cores: list[int] = field(default_factory=list)
     rss_mb_baseline: float = 0.0
     rss_mb_peak: float = 0.0
     rss_mb_after: float = 0.0
@@ -243,6 +249,32 @@ async def worker_sigkill(url: str, pid: int, raw: bytes, peak: float, secs: floa
                        during=(secs / 4, killer(pid, {})(signal.SIGKILL)))
 
 
+def split_cores(sender: int) -> tuple[list[int], list[int]]:
+    """(the server's cores, the sender's): the last `sender` cores for the sender, the rest for
+    the server and its workers; all for both when there are not enough (or sender is 0)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if sender <= 0 or len(cores) <= sender:
+        return cores, cores
+    return cores[:-sender], cores[-sender:]
+
+
+@contextlib.contextmanager
+def on_cores(server: list[int], sender: list[int], proc):
+    """Start `proc` (a ServerProcess) on the server's cores, then move this process to the
+    sender's: the child and its workers keep the affinity they were forked with."""
+    everything = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, server)
+    try:
+        srv = proc.__enter__()
+    finally:
+        os.sched_setaffinity(0, sender)
+    try:
+        yield srv
+    finally:
+        proc.__exit__(None, None, None)
+        os.sched_setaffinity(0, everything)
+
+
 def add_chaos(sub) -> None:
     p = sub.add_parser("chaos", help="the chaos suite against its own server; JSON last line",
                        epilog="example: python -m loadgen chaos --quick")
@@ -250,6 +282,10 @@ def add_chaos(sub) -> None:
     p.add_argument("--deadline-ms", type=float, default=100.0)
     p.add_argument("--server-args", default="--cpus 1 --standby 1",
                    help="extra arguments for python -m server")
+    p.add_argument("--sender-cores", type=int, default=1,
+                   help="cores kept for the load generator alone (the server and its workers "
+                        "get the rest): a sender sharing the server's cores measures itself "
+                        "at 3x; 0 shares them all")
     p.add_argument("--baseline", action="store_true",
                    help="also measure the SIGKILL recovery without a standby, on a second "
                         "server started with --standby 0 (recovery_s_after_kill_no_standby)")
@@ -268,10 +304,12 @@ def run_chaos(a) -> int:
     shape = tuple(Profile.load(zoo.profile_path("default", "cpu")).input_shape)
     args = [*shlex.split(a.server_args), "--slo-ms", f"{a.deadline_ms:g}",
             "--watchdog-s", "0.5"]
-    with ServerProcess(args) as srv:
+    server_cores, sender_cores = split_cores(a.sender_cores)
+    with on_cores(server_cores, sender_cores, ServerProcess(args)) as srv:
         pid = srv.pid
         rep = uvloop.run(run_scenarios(srv.url, pid, shape, quick=a.quick,
                                         deadline_ms=a.deadline_ms))
+        rep.server_cores, rep.sender_cores = server_cores, sender_cores
         # SIGTERM under load: every request still answered (503 shutting down at worst).
         async def term():
             loop = asyncio.get_running_loop()
@@ -288,7 +326,7 @@ def run_chaos(a) -> int:
         print(f"server_sigterm: {json.dumps(asdict(r))}")
     rep.shm_left = len(names.entries_of(pid))
     if a.baseline:
-        with ServerProcess([*args, "--standby", "0"]) as srv:
+        with on_cores(server_cores, sender_cores, ServerProcess([*args, "--standby", "0"])) as srv:
             r = uvloop.run(worker_sigkill(srv.url, srv.pid, request_bytes(shape, a.deadline_ms),
                                            rep.peak_goodput_rps, 3.0 if a.quick else 10.0,
                                            a.deadline_ms / 1e3))
