@@ -9,9 +9,10 @@ issue asks for (unanswered, answered_after_deadline_plus_1s, goodput_ratio_at_3x
 The load generator runs on this machine too, so the "sustainable rate" is measured in the same
 run (the ramp), never assumed. At 3x the sender's own work (tens of microseconds a request
 with the leanest Python sender, loadgen/openloop.py) would come out of the server's share of
-the CPU and the run would measure the sender; so by default it keeps a core of its own
-(`--sender-cores 1`) and the server and its workers get the rest, as a load test on a
-separate machine would have it. `--sender-cores 0` shares every core.
+the CPU, and past the peak the run measures the sender as much as the server.
+`--sender-cores N` keeps N cores for the sender alone, as a load test from a separate machine
+would; on two cores that leaves the front end and the worker one core to time-share, which
+is no deployment's shape either, so the default shares every core.
 Goodput counts a 200 only when the client saw it within the deadline (stricter than the
 server's own deadline_met).
 """
@@ -282,10 +283,9 @@ def add_chaos(sub) -> None:
     p.add_argument("--deadline-ms", type=float, default=100.0)
     p.add_argument("--server-args", default="--cpus 1 --standby 1",
                    help="extra arguments for python -m server")
-    p.add_argument("--sender-cores", type=int, default=1,
+    p.add_argument("--sender-cores", type=int, default=0,
                    help="cores kept for the load generator alone (the server and its workers "
-                        "get the rest): a sender sharing the server's cores measures itself "
-                        "at 3x; 0 shares them all")
+                        "get the rest); 0 (default) shares them all")
     p.add_argument("--baseline", action="store_true",
                    help="also measure the SIGKILL recovery without a standby, on a second "
                         "server started with --standby 0 (recovery_s_after_kill_no_standby)")

@@ -138,6 +138,7 @@ class Dispatcher:
                 ratio = (now - batch.sent_at - transport_s) / batch.decision.expected_s
                 s = self.sched
                 s.slowdown = min(20.0, max(1.0, s.slowdown + 0.1 * (ratio - s.slowdown)))
+                self.metrics.slowdown.set(s.slowdown)
         self._results[wid] = res
         try:
             self._apply(self.sched.result(now, wid, error=res.error))

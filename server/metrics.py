@@ -34,6 +34,9 @@ class Metrics:
         self.loop_lag = Gauge("superserve_loop_lag_seconds", "How late the event loop runs a "
                               "timer (decaying max): admission plans that much later",
                               registry=r)
+        self.slowdown = Gauge("superserve_slowdown", "Dispatch-to-reply over the profile's "
+                              "latency, a moving mean (>= 1): admission scales the queue's "
+                              "drain time by it", registry=r)
         self.worker_restarts = Counter("superserve_worker_restarts",
                                        "Restarted workers that reached ready", registry=r)
         self.worker_deaths = Counter("superserve_worker_deaths", "Workers that died (killed, "
