@@ -113,6 +113,7 @@ def load(name: str, path: str, seq_len: int | None = None):
         net = TransformerSuperNet(spec)
         net.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError) as e:
+        why = f"it has no tensor {e.args[0]}" if isinstance(e, KeyError) else str(e)
         raise ValueError(f"{path} is not a {name} checkpoint (a Hugging Face BERT state_dict, "
-                         f"{expected} classes): {e}") from None
+                         f"{expected} classes): {why}") from None
     return net.eval()

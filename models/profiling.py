@@ -300,7 +300,10 @@ def main(args) -> int:
     if not batch_sizes or min(batch_sizes) < 1:
         raise SystemExit(f"--batch-sizes must be positive integers, got {args.batch_sizes!r}")
     seq = {"seq_len": args.seq_len} if args.seq_len is not None else {}
-    net = zoo.load_supernet(args.supernet, device, args.weights, **seq)
+    try:
+        net = zoo.load_supernet(args.supernet, device, args.weights, **seq)
+    except (ValueError, FileNotFoundError) as e:   # a wrong name or file: say so, no trace
+        raise SystemExit(f"profile: {e}") from None
     if table is not None:
         # LayerNorm keeps no statistics: only a CNN must choose to serve shared BN ones.
         if not args.shared_stats and getattr(net, "kind", "") != "transformer":
@@ -339,7 +342,8 @@ def main(args) -> int:
 
 def add_arguments(p) -> None:
     p.add_argument("--supernet", default="default",
-                   help="'default', 'ofa_resnet50' (with --weights), or a checkpoint path")
+                   help="'default', 'transformer', 'ofa_resnet50' or 'dynabert_mnli' / "
+                        "'dynabert_sst2' (with --weights), or a checkpoint path")
     p.add_argument("--weights", help="weights file for a named supernet (e.g. the OFA checkpoint)")
     p.add_argument("--device", default="cpu", help="cpu or cuda:N")
     p.add_argument("--out", help="profile JSON path (default: where load_profile looks)")

@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--gpus", help="comma-separated CUDA device indices, one worker each")
     dev.add_argument("--cpus", type=int, help="number of CPU workers (default 1)")
-    p.add_argument("--supernet", default="default", help="zoo name or checkpoint path")
+    p.add_argument("--supernet", default="default",
+                   help="zoo name (default, transformer, ofa_resnet50, dynabert_mnli, "
+                        "dynabert_sst2) or checkpoint path")
     p.add_argument("--weights", help="foreign weights for the supernet (e.g. an OFA checkpoint)")
     p.add_argument("--policy", default="slackfit",
                    help="slackfit | fixed:<subnet> | maxacc | maxbatch | infaas | gears:<plan>")
@@ -84,11 +86,14 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         raise SystemExit("--slo-ms, --max-queue, --bucket-ms, --threads, --read-timeout-s and "
                          "--seq-len must be positive, "
                          "--margin-ms, --spin-us, --watchdog-s and --standby not negative")
-    if a.seq_len is not None:
-        from models.dynabert import SPECS as TOKEN_MODELS   # torch-free: the specs alone
-        if a.supernet not in TOKEN_MODELS:
-            raise SystemExit(f"--seq-len is for token models ({', '.join(sorted(TOKEN_MODELS))}),"
-                             f" not {a.supernet!r}")
+    from models.dynabert import SPECS as TOKEN_MODELS  # torch-free: the specs alone
+    if a.supernet in TOKEN_MODELS and a.weights is None:
+        raise SystemExit(f"--supernet {a.supernet} needs --weights PATH: your copy of the "
+                         f"DynaBERT checkpoint (a Hugging Face BERT state_dict, e.g. "
+                         f"pytorch_model.bin, config.json beside it); nothing is downloaded")
+    if a.seq_len is not None and a.supernet not in TOKEN_MODELS:
+        raise SystemExit(f"--seq-len is for token models ({', '.join(sorted(TOKEN_MODELS))}), "
+                         f"not {a.supernet!r}")
     if a.standby and a.ray is not None:
         raise SystemExit("--standby is for local workers; under --ray a lost node's agent is "
                          "replaced instead")
