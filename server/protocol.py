@@ -3,7 +3,9 @@
 Validation lives here so every malformed input gets one specific reason before it touches the
 queue. Binary-tensor extension: the body is a JSON header of `Inference-Header-Content-Length`
 bytes followed by raw tensor bytes; those bytes are handed on as a memoryview of the body, so
-the only copy of a binary input is the one into the shared-memory ring.
+the only copy of a binary input is the one into the shared-memory ring. A model of several
+inputs (BERT's token ids, mask, segments) has them stacked into its one ring tensor first
+(models.inputs.pack): one more copy, of 24 bytes a token.
 """
 from __future__ import annotations
 
