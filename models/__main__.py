@@ -11,6 +11,8 @@ examples:
   python -m models profile --supernet default --device cpu
   python -m models profile --supernet ofa_resnet50 --weights ofa_resnet50.pth --device cuda:0 \\
       --accuracy-table ofa_accuracy.json --shared-stats
+  python -m models profile --supernet dynabert_mnli --weights bert/pytorch_model.bin \
+      --accuracy-table dynabert_mnli_acc.json --seq-len 128
   python -m models bench                          # SubNetAct figures; last line is JSON
 """
 

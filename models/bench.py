@@ -72,16 +72,15 @@ def run(supernet: str = "default", device: str = "cpu", weights: str | None = No
         ablation: bool = True) -> dict:
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    net = zoo.load_supernet(supernet, device, weights)
     prof = zoo.load_profile(supernet, device, weights)
+    seq = {"seq_len": prof.input_shape[-1]} if prof.input_dtype == "int64" else {}
+    net = zoo.load_supernet(supernet, device, weights, **seq)
     names = [s.name for s in prof.subnets]
     configs = [s.config for s in prof.subnets]
 
     # Correctness first: the actuated supernet and the extracted subnets agree.
-    if getattr(net, "input_dtype", "FP32") == "INT64":
-        x = torch.randint(1, 1000, (4, *net.input_shape), device=device)
-    else:
-        x = torch.randn(4, *net.input_shape, device=device)
+    x = (net.example_input(4, device) if hasattr(net, "example_input")
+         else torch.randn(4, *net.input_shape, device=device))
     max_err = 0.0
     with torch.no_grad():
         for nm in names:

@@ -9,6 +9,7 @@ separate model (what a system without weight sharing pays on every switch).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,13 +37,16 @@ class Profile:
     device: str
     percentile: float               # which percentile latency_ms holds, e.g. 99
     batch_sizes: tuple[int, ...]
-    input_shape: tuple[int, ...]    # per sample, e.g. (3, 32, 32)
+    input_shape: tuple[int, ...]    # per sample in the ring, e.g. (3, 32, 32); a token model's
+                                    # (3, seq): input_ids, attention_mask, token_type_ids rows
     input_dtype: str                # numpy dtype name, e.g. "float32"
     num_classes: int
     subnets: tuple[SubnetProfile, ...]   # the pareto set, sorted by accuracy ascending
     load_ms: float = 0.0            # median time to load one subnet from disk as its own model
     accuracy_source: str = "measured"    # or e.g. "ofa checkpoint table" for foreign weights
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)   # free-form, plus for a token model
+                                    # "token_vocab": [vocab_size, type_vocab_size] (the front
+                                    # end's id ranges, read without loading the checkpoint)
 
     @property
     def max_batch(self) -> int:
@@ -124,3 +128,32 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
             keep.append(i)
             best = points[i][1]
     return keep
+
+
+def read_accuracy_table(path: str) -> tuple[dict[str, float], str]:
+    """(subnet name -> top-1 in [0, 1], the stated source) from a JSON file: either the bare
+    mapping, or {"source": "...", "accuracy": {name: top-1}}. Names are the supernet's
+    (`d0.5-h6.6.6.6.6.6`) or, for a transformer, DynaBERT's `w<width>-d<depth>` (uniform
+    width). Raises ValueError on anything else."""
+    try:
+        blob = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    if isinstance(blob, dict) and "accuracy" in blob:
+        source, table = blob.get("source"), blob["accuracy"]
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError(f"{path}: 'source' must say where the accuracies come from")
+        source = f"{source.strip()} ({Path(path).name})"
+    else:
+        source, table = f"{Path(path).name} (no source stated in the file)", blob
+    if not isinstance(table, dict) or not table:
+        raise ValueError(f"{path}: expected a JSON object subnet name -> top-1")
+    for k, v in table.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+            raise ValueError(f"{path}: accuracy of {k!r} is {v!r}; expected a top-1 in [0, 1]")
+    return {k: float(v) for k, v in table.items()}, source
+
+
+def table_digest(path: str | Path) -> str:
+    """sha256 of an accuracy table file: which table a profile was made from."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -9,7 +9,6 @@ be efficient at small and large batches alike. Its statistics are saved beside t
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
@@ -24,7 +23,13 @@ from tqdm import tqdm
 
 from models import data, zoo
 from models.evaluate import accuracy, calibration_batches, predict
-from models.profile_format import Profile, SubnetProfile, pareto_front
+from models.profile_format import (
+    Profile,
+    SubnetProfile,
+    pareto_front,
+    read_accuracy_table,
+    table_digest,
+)
 from models.static import load_subnet, save_subnet
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32)
@@ -91,7 +96,8 @@ def time_pairs(net, pairs: list[tuple[str, int]], device: str, percentile: float
     Pairs are timed in `rounds` interleaved passes, so a burst of load from elsewhere on the
     host spreads over all pairs instead of skewing the few measured while it lasted.
     """
-    inputs = {b: torch.randn(b, *net.input_shape, device=device) for _, b in pairs}
+    inputs = {b: net.example_input(b, device) if hasattr(net, "example_input")
+              else torch.randn(b, *net.input_shape, device=device) for _, b in pairs}
     times: dict[tuple[str, int], list[float]] = {p: [] for p in pairs}
     per_round_runs = max(1, -(-min_runs // rounds))
     for r in range(rounds):
@@ -139,8 +145,12 @@ def profile_supernet(net, device: str, *, candidates: int = 40, batch_sizes=DEFA
                      calib_samples: int = 2000, accuracy_table: dict | None = None,
                      shared_stats: bool = False, budget_s: float = 0.25,
                      keep_logits: bool = False, keep_stats: tuple[str, ...] = (),
-                     rounds: int = 5) -> tuple[Profile, list[Candidate]]:
-    """Measure candidates, pick the pareto set; the net keeps the pareto set's statistics."""
+                     rounds: int = 5, accuracy_source: str | None = None
+                     ) -> tuple[Profile, list[Candidate]]:
+    """Measure candidates, pick the pareto set; the net keeps the pareto set's statistics.
+
+    With `accuracy_table` (subnet name -> top-1 of the weights' source) the accuracies are the
+    table's and `accuracy_source` says where they come from."""
     name = net.name
     space = net.space
     if accuracy_table is not None:
@@ -198,8 +208,9 @@ def profile_supernet(net, device: str, *, candidates: int = 40, batch_sizes=DEFA
                                     params=c.params, latency_ms=dict(c.latency_p),
                                     latency_p50_ms=dict(c.latency_p50)) for c in pareto),
         load_ms=load_ms,
-        accuracy_source="measured" if source == "measured" else "table (accuracy of the source)",
-        meta={"device_name": dev_name, "torch": str(torch.__version__),
+        accuracy_source="measured" if source == "measured"
+        else f"table: {accuracy_source or 'accuracy of the source (not measured here)'}",
+        meta={**_token_meta(net), "device_name": dev_name, "torch": str(torch.__version__),
               "threads": threads if not device.startswith("cuda") else None,
               "latency": f"p{percentile:g} in latency_ms and p50 in latency_p50_ms over warm runs "
                          f"(>= 15 runs and >= {budget_s} s per pair, in {rounds} interleaved "
@@ -215,6 +226,27 @@ def profile_supernet(net, device: str, *, candidates: int = 40, batch_sizes=DEFA
               "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
     return prof, cands
+
+
+def _table_config(net, key: str) -> dict:
+    """The config a table key names: the supernet's own name, or DynaBERT's `w<m>-d<m>`."""
+    import re
+    m = re.fullmatch(r"w([0-9.]+)-d([0-9.]+)", key)
+    if m is None or getattr(net, "kind", "") != "transformer":
+        return net.space.parse(key)
+    heads = float(m.group(1)) * net.spec.heads
+    if not heads.is_integer():
+        raise ValueError(f"width {m.group(1)} of {key!r} is not a whole number of the "
+                         f"{net.spec.heads} heads")
+    return net.space.uniform(float(m.group(2)), int(heads))
+
+
+def _token_meta(net) -> dict:
+    """What the front end needs to validate token ids without loading the checkpoint."""
+    spec = getattr(net, "spec", None)
+    if getattr(spec, "embedding", None) != "tokens":
+        return {}
+    return {"token_vocab": [spec.vocab_size, spec.type_vocab_size]}
 
 
 def _other_profiles_subnets(name: str, device: str, weights: str | None) -> tuple[str, ...]:
@@ -255,28 +287,43 @@ def main(args) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"profile: {device} requested but CUDA is not available")
     zoo.device_kind(device)
-    table = None
+    table, source = None, None
     if args.accuracy_table:
-        table = json.loads(Path(args.accuracy_table).read_text())
-        if not isinstance(table, dict) or not table:
-            raise SystemExit(f"{args.accuracy_table}: expected a JSON object subnet name -> top-1")
-        if not args.shared_stats:
-            raise SystemExit("profile: with --accuracy-table there is no local training data to "
-                             "recalibrate SubnetNorm on; pass --shared-stats to serve the "
-                             "checkpoint's shared statistics")
+        try:
+            table, source = read_accuracy_table(args.accuracy_table)
+        except ValueError as e:
+            raise SystemExit(f"profile: {e}") from None
     elif args.supernet not in ("default", "transformer") and not Path(args.supernet).exists():
         raise SystemExit(f"profile: {args.supernet!r} has no local held-out data; pass "
                          f"--accuracy-table FILE (subnet name -> top-1 of the weights' source)")
     batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
     if not batch_sizes or min(batch_sizes) < 1:
         raise SystemExit(f"--batch-sizes must be positive integers, got {args.batch_sizes!r}")
-    net = zoo.load_supernet(args.supernet, device, args.weights)
+    seq = {"seq_len": args.seq_len} if args.seq_len is not None else {}
+    try:
+        net = zoo.load_supernet(args.supernet, device, args.weights, **seq)
+    except (ValueError, FileNotFoundError) as e:   # a wrong name or file: say so, no trace
+        raise SystemExit(f"profile: {e}") from None
+    if table is not None:
+        # LayerNorm keeps no statistics: only a CNN must choose to serve shared BN ones.
+        if not args.shared_stats and getattr(net, "kind", "") != "transformer":
+            raise SystemExit("profile: with --accuracy-table there is no local training data to "
+                             "recalibrate SubnetNorm on; pass --shared-stats to serve the "
+                             "checkpoint's shared statistics")
+        try:
+            table = {net.space.name(_table_config(net, k)): v for k, v in table.items()}
+        except ValueError as e:
+            raise SystemExit(f"profile: {args.accuracy_table}: {e}") from None
     prof, cands = profile_supernet(
         net, device, candidates=args.candidates, batch_sizes=batch_sizes,
         percentile=args.percentile, seed=args.seed, threads=args.threads,
         calib_samples=args.calib_samples, accuracy_table=table, shared_stats=args.shared_stats,
         budget_s=args.budget_s, keep_logits=bool(args.predictions),
-        keep_stats=_other_profiles_subnets(args.supernet, device, args.weights), rounds=args.rounds)
+        keep_stats=_other_profiles_subnets(args.supernet, device, args.weights), rounds=args.rounds,
+        accuracy_source=source)
+    if args.accuracy_table:   # the server re-profiles when the named table changes
+        prof.meta["accuracy_table"] = {"file": str(Path(args.accuracy_table).resolve()),
+                                       "sha256": table_digest(args.accuracy_table)}
     out = Path(args.out) if args.out else zoo.profile_path(args.supernet, device, args.weights)
     prof.save(out)
     spath = zoo.save_stats(net, args.supernet, args.weights)
@@ -295,7 +342,8 @@ def main(args) -> int:
 
 def add_arguments(p) -> None:
     p.add_argument("--supernet", default="default",
-                   help="'default', 'ofa_resnet50' (with --weights), or a checkpoint path")
+                   help="'default', 'transformer', 'ofa_resnet50' or 'dynabert_mnli' / "
+                        "'dynabert_sst2' (with --weights), or a checkpoint path")
     p.add_argument("--weights", help="weights file for a named supernet (e.g. the OFA checkpoint)")
     p.add_argument("--device", default="cpu", help="cpu or cuda:N")
     p.add_argument("--out", help="profile JSON path (default: where load_profile looks)")
@@ -307,7 +355,11 @@ def add_arguments(p) -> None:
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing passes over all pairs")
     p.add_argument("--calib-samples", type=int, default=2000, help="SubnetNorm calibration set")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--accuracy-table", help="JSON subnet name -> top-1, for foreign weights")
+    p.add_argument("--accuracy-table",
+                   help="JSON subnet name -> top-1 for foreign weights, or {\"source\": "
+                        "\"where the figures come from\", \"accuracy\": {name: top-1}}")
+    p.add_argument("--seq-len", type=int,
+                   help="token models: sequence length served and timed (DynaBERT: 128)")
     p.add_argument("--shared-stats", action="store_true",
                    help="with --accuracy-table: serve with the checkpoint's shared BN statistics "
                         "(no training data to recalibrate on)")

@@ -67,6 +67,39 @@ class Embeddings(nn.Module):
         return self.LayerNorm(e)
 
 
+# The request ring carries one tensor per batch (DESIGN.md), so a token model is served its
+# three inputs stacked on dim 1: [B, 3, T] int64 rows (input_ids, attention_mask,
+# token_type_ids), packed by the front end (models/inputs.py `pack`) and split here into three
+# views: no copy, no second ring slot, no change to the ring or the batching (batches of such
+# rows concatenate along dim 0 like any other input).
+PACKED = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def served_shape(spec: TransformerSpec) -> tuple[int, ...]:
+    """Per-sample shape of the one tensor the ring carries for this spec."""
+    if spec.embedding == "tokens":
+        return (len(PACKED), spec.input_shape[0])
+    return tuple(spec.input_shape)
+
+
+def unpack(x: torch.Tensor, attention_mask=None, token_type_ids=None):
+    """(ids, mask, types) of a packed [B, 3, T] token batch; other inputs pass through."""
+    if x.dim() == 3 and not x.is_floating_point():
+        return x[:, 0], x[:, 1], x[:, 2]
+    return x, attention_mask, token_type_ids
+
+
+def example_input(spec: TransformerSpec, batch: int, device="cpu", seed: int = 0) -> torch.Tensor:
+    """A valid served input of `batch` samples (random tokens, no padding, one segment): what
+    the profiler times and the worker warms up on (zeros would be all padding)."""
+    g = torch.Generator().manual_seed(seed)
+    if spec.embedding != "tokens":
+        return torch.randn(batch, *spec.input_shape, generator=g).to(device)
+    t = spec.input_shape[0]
+    ids = torch.randint(0, spec.vocab_size, (batch, 1, t), generator=g)
+    return torch.cat([ids, torch.ones_like(ids), torch.zeros_like(ids)], 1).to(device)
+
+
 class _Bert(nn.Module):
     def __init__(self, spec: TransformerSpec):
         super().__init__()
@@ -83,7 +116,8 @@ class TransformerSuperNet(nn.Module):
     """Encoder supernet; `forward(x)` runs the actuated subnet.
 
     x: a float signal [B, C, L] ("signal") or int64 token ids [B, T] ("tokens"), optionally with
-    `attention_mask` / `token_type_ids` [B, T].
+    `attention_mask` / `token_type_ids` [B, T], or the three packed as served ([B, 3, T]:
+    `input_shape` is (3, T) for tokens, see `unpack`).
     """
 
     kind = "transformer"
@@ -94,7 +128,7 @@ class TransformerSuperNet(nn.Module):
         self.space = TransformerSpace(spec)
         self.name = spec.name
         self.num_classes = spec.num_classes
-        self.input_shape = tuple(spec.input_shape)
+        self.input_shape = served_shape(spec)
         self.input_dtype = "FP32" if spec.embedding == "signal" else "INT64"
         self.bert = _Bert(spec)
         self.classifier = nn.Linear(spec.hidden, spec.num_classes)
@@ -153,10 +187,14 @@ class TransformerSuperNet(nn.Module):
     def active(self) -> TPlan:
         return self._plan
 
+    def example_input(self, batch: int, device="cpu") -> torch.Tensor:
+        return example_input(self.spec, batch, device)
+
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, *, hidden: list | None = None):
         """Logits of the active subnet; `hidden`, if a list, receives each kept layer's output."""
         p = self._plan
+        x, attention_mask, token_type_ids = unpack(x, attention_mask, token_type_ids)
         h = self.bert.embeddings(x, token_type_ids)
         mask = None
         if attention_mask is not None:
@@ -318,6 +356,7 @@ class StaticTransformer(nn.Module):
             self.layers.append(m)
 
     def forward(self, x, attention_mask=None, token_type_ids=None):
+        x, attention_mask, token_type_ids = unpack(x, attention_mask, token_type_ids)
         h = self.bert.embeddings(x, token_type_ids)
         dh = self.spec.head_dim
         for m, nh in zip(self.layers, self.heads):

@@ -106,12 +106,15 @@ def load_profile(name: str, device: str, weights: str | None = None) -> Profile:
     return Profile.load(path)
 
 
-def load_supernet(name_or_path: str = "default", device: str = "cpu", weights: str | None = None):
+def load_supernet(name_or_path: str = "default", device: str = "cpu", weights: str | None = None,
+                  seq_len: int | None = None):
     """The supernet with its weights and every calibrated subnet's statistics, in eval mode.
 
     "default" loads the committed checkpoint; "ofa_resnet50" needs `weights` (the public
     Once-for-All checkpoint, a state_dict or {"state_dict": ...}); a path loads a checkpoint
-    written by `python -m models train`.
+    written by `python -m models train`; a DynaBERT name needs `weights` (a Hugging Face BERT
+    state_dict) and serves sequences of `seq_len` tokens (default models.dynabert.SEQ_LEN; a
+    serving choice, not part of the weights, so the profile records it).
     """
     import torch
 
@@ -119,6 +122,11 @@ def load_supernet(name_or_path: str = "default", device: str = "cpu", weights: s
 
     _base(name_or_path, weights)        # rejects unknown names with the list of known ones
     wpath = weights_path(name_or_path, weights)
+    if seq_len is not None and name_or_path not in _dynabert():
+        raise ValueError(f"a sequence length is for token models ({sorted(_dynabert())}), "
+                         f"not {name_or_path!r}")
+    if seq_len is not None and seq_len < 1:
+        raise ValueError(f"sequence length must be positive, got {seq_len}")
     if name_or_path == "ofa_resnet50" and weights is None:
         raise ValueError("ofa_resnet50 needs --weights PATH: the Once-for-All checkpoint "
                          "(ofa_resnet50_d=0+1+2_e=0.2+0.25+0.35_w=0.65+0.8+1.0); nothing is downloaded")
@@ -128,7 +136,7 @@ def load_supernet(name_or_path: str = "default", device: str = "cpu", weights: s
                              f"(pytorch_model.bin); nothing is downloaded")
         from models import dynabert
 
-        net = dynabert.load(name_or_path, str(wpath))
+        net = dynabert.load(name_or_path, str(wpath), seq_len)
         return _with_stats(net, name_or_path, weights, device)
     if not wpath.exists():
         raise FileNotFoundError(f"checkpoint {wpath} not found")

@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   python -m server --policy fixed:<subnet>      # Clipper+-style static subnet (names: GET /v2/models/default)
   python -m server --policy gears:results/plan.json
   python -m server --supernet runs/x.pt         # no cached profile yet: profiles first
+  python -m server --supernet dynabert_mnli --weights bert/pytorch_model.bin \
+      --accuracy-table dynabert_mnli_acc.json    # a user's DynaBERT copy (INT64 token ids)
   python -m server bench                        # overhead p50/p99 and max request rate
   python -m server --ray auto --cpus 2          # 2 CPU workers on every Ray node (ray extra)
   python -m server bench --ray                  # Ray round trip vs the local ring
@@ -26,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--gpus", help="comma-separated CUDA device indices, one worker each")
     dev.add_argument("--cpus", type=int, help="number of CPU workers (default 1)")
-    p.add_argument("--supernet", default="default", help="zoo name or checkpoint path")
+    p.add_argument("--supernet", default="default",
+                   help="zoo name (default, transformer, ofa_resnet50, dynabert_mnli, "
+                        "dynabert_sst2) or checkpoint path")
     p.add_argument("--weights", help="foreign weights for the supernet (e.g. an OFA checkpoint)")
     p.add_argument("--policy", default="slackfit",
                    help="slackfit | fixed:<subnet> | maxacc | maxbatch | infaas | gears:<plan>")
@@ -65,14 +69,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "profile at start (no cached profile for this device), e.g. "
                         "'--candidates 12 --budget-s 0.1'")
     p.add_argument("--warmup-batches", help="comma-separated batch sizes to warm (default all)")
+    p.add_argument("--seq-len", type=int,
+                   help="token models (dynabert_*): tokens per sequence served (default: the "
+                        "cached profile's, else 128, DynaBERT's); a different one re-profiles")
+    p.add_argument("--accuracy-table", metavar="FILE",
+                   help="foreign weights (dynabert_*, ofa_resnet50): JSON of the accuracy of "
+                        "each subnet as its source reports it, {\"source\": \"...\", "
+                        "\"accuracy\": {subnet: top-1}}; used when profiling, stated in the "
+                        "metadata's accuracy_source")
 
 
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
     if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1 or a.margin_ms < 0 \
-            or a.spin_us < 0 or a.watchdog_s < 0 or a.read_timeout_s <= 0 or a.standby < 0:
-        raise SystemExit("--slo-ms, --max-queue, --bucket-ms, --threads and --read-timeout-s must be "
-                         "positive, "
+            or a.spin_us < 0 or a.watchdog_s < 0 or a.read_timeout_s <= 0 or a.standby < 0 \
+            or (a.seq_len is not None and a.seq_len < 1):
+        raise SystemExit("--slo-ms, --max-queue, --bucket-ms, --threads, --read-timeout-s and "
+                         "--seq-len must be positive, "
                          "--margin-ms, --spin-us, --watchdog-s and --standby not negative")
+    from models.dynabert import SPECS as TOKEN_MODELS  # torch-free: the specs alone
+    if a.supernet in TOKEN_MODELS and a.weights is None:
+        raise SystemExit(f"--supernet {a.supernet} needs --weights PATH: your copy of the "
+                         f"DynaBERT checkpoint (a Hugging Face BERT state_dict, e.g. "
+                         f"pytorch_model.bin, config.json beside it); nothing is downloaded")
+    if a.seq_len is not None and a.supernet not in TOKEN_MODELS:
+        raise SystemExit(f"--seq-len is for token models ({', '.join(sorted(TOKEN_MODELS))}), "
+                         f"not {a.supernet!r}")
     if a.standby and a.ray is not None:
         raise SystemExit("--standby is for local workers; under --ray a lost node's agent is "
                          "replaced instead")
@@ -92,7 +113,8 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         margin_ms=a.margin_ms,
         threads_per_worker=a.threads, spin_us=a.spin_us, watchdog_s=a.watchdog_s,
         warmup_batches=warm, ray=a.ray, standby=a.standby,
-        profile_args=tuple(shlex.split(a.profile_args)))
+        profile_args=tuple(shlex.split(a.profile_args)), seq_len=a.seq_len,
+        accuracy_table=a.accuracy_table)
 
 
 def build_parser() -> argparse.ArgumentParser:

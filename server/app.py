@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from models.inputs import input_specs
+from models.inputs import packable, served_inputs
 from models.profile_format import Profile
 from server.config import ServerConfig
 from server.connections import raw_json, seen_at
@@ -73,7 +73,8 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
     app = web.Application(middlewares=[json_errors(state)],
                           client_max_size=int(cfg.max_body_mb * 2**20))
     ids = itertools.count(1)
-    specs = input_specs(cfg.supernet, tuple(profile.input_shape))
+    specs = served_inputs(cfg.supernet, profile)
+    packable(specs)
     if specs[0].ring_dtype != profile.input_dtype:
         raise ValueError(f"input spec dtype {specs[0].ring_dtype} differs from the profile's "
                          f"{profile.input_dtype}")

@@ -28,6 +28,9 @@ class ServerConfig:
     ray: str | None = None                # Ray cluster address ("auto"): a node agent per node
     profile_args: tuple[str, ...] = ()    # extra `python -m models profile` arguments, used
                                           # when no cached profile exists at start
+    seq_len: int | None = None            # token models: tokens per sequence (None: the cached
+                                          # profile's, else models.dynabert.SEQ_LEN)
+    accuracy_table: str | None = None     # foreign weights: JSON of their source's accuracies
 
 
 def parse_devices(gpus: str | None, cpus: int | None) -> tuple[str, ...]:

@@ -3,7 +3,9 @@
 Validation lives here so every malformed input gets one specific reason before it touches the
 queue. Binary-tensor extension: the body is a JSON header of `Inference-Header-Content-Length`
 bytes followed by raw tensor bytes; those bytes are handed on as a memoryview of the body, so
-the only copy of a binary input is the one into the shared-memory ring.
+the only copy of a binary input is the one into the shared-memory ring. A model of several
+inputs (BERT's token ids, mask, segments) has them stacked into its one ring tensor first
+(models.inputs.pack): one more copy, of 24 bytes a token.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.inputs import InputSpec
+from models.inputs import InputSpec, pack
 
 # KServe v2 datatype names <-> numpy dtypes (the subset a vision model's input/output uses).
 V2_TO_NUMPY = {"FP32": "float32", "FP16": "float16", "FP64": "float64", "UINT8": "uint8",
@@ -74,7 +76,8 @@ def loads(raw: bytes):
 class InferInput:
     request_id: str | None
     n: int                        # samples (leading dimension)
-    data: memoryview              # the first input's bytes in the ring's dtype, C order
+    data: memoryview              # the ring payload in the ring's dtype, C order: the one
+                                  # input's bytes, or every input stacked (models.inputs.pack)
     timeout_us: float | None      # v2 parameter "timeout" (µs), if given
     binary_output: bool           # answer with the binary-tensor extension
     tensors: dict[str, memoryview] = field(default_factory=dict)   # every input, by name
@@ -97,22 +100,29 @@ def parse_infer(body: bytes, header_len: str | None, *, specs: tuple[InputSpec, 
     if not isinstance(req, dict):
         raise bad("the request body must be a JSON object")
     names = [s.name for s in specs]
+    required = [s.name for s in specs if s.required]
     inputs = req.get("inputs")
-    if (not isinstance(inputs, list) or len(inputs) != len(specs)
+    if (not isinstance(inputs, list) or not len(required) <= len(inputs) <= len(specs)
             or not all(isinstance(i, dict) for i in inputs)):
-        raise bad(f"'inputs' must be a list of {len(specs)} tensor object(s) named {names}")
+        raise bad(f"'inputs' must be a list of {_count(required, specs)} tensor object(s) "
+                  f"named {names}" + _optional(specs))
     by_name = {i.get("name"): i for i in inputs if isinstance(i.get("name"), str)}
     for i in inputs:
         if i.get("name") not in names:
-            raise bad(f"unknown input {i.get('name')!r}; the model's inputs are {names}")
-    if len(by_name) != len(specs):
-        raise bad(f"each of the inputs {names} must be given once")
+            raise bad(f"unknown input {_short(i.get('name'))}; the model's inputs are {names}")
+    if len(by_name) != len(inputs):
+        raise bad(f"each of the inputs {names} must be given at most once")
+    for name in required:
+        if name not in by_name:
+            raise bad(f"input {name!r} is required; the model's inputs are {names}"
+                      + _optional(specs))
     tensors: dict[str, memoryview] = {}
     n = None
     offset = 0
-    for spec in specs:
-        t, k, used = _tensor(spec, by_name[spec.name], rest, offset, header_len is not None,
-                             max_samples)
+    # Binary inputs' bytes follow the header in the order the request lists them.
+    for inp in inputs:
+        spec = specs[names.index(inp["name"])]
+        t, k, used = _tensor(spec, inp, rest, offset, header_len is not None, max_samples)
         offset += used
         if n is not None and k != n:
             raise bad(f"input {spec.name!r} has {k} samples, the first input {n}")
@@ -150,9 +160,18 @@ def parse_infer(body: bytes, header_len: str | None, *, specs: tuple[InputSpec, 
     rid = req.get("id")
     if rid is not None and (not isinstance(rid, str) or len(rid) > MAX_ID_CHARS):
         raise bad(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
-    first = tensors[specs[0].name]
-    return InferInput(request_id=rid, n=n, data=first, timeout_us=timeout,
+    return InferInput(request_id=rid, n=n, data=pack(specs, tensors, n), timeout_us=timeout,
                       binary_output=binary_out, tensors=tensors)
+
+
+def _count(required: list[str], specs: tuple[InputSpec, ...]) -> str:
+    return (str(len(specs)) if len(required) == len(specs)
+            else f"{len(required)} to {len(specs)}")
+
+
+def _optional(specs: tuple[InputSpec, ...]) -> str:
+    opt = [f"{s.name} (default {s.default:g})" for s in specs if not s.required]
+    return f"; optional: {', '.join(opt)}" if opt else ""
 
 
 def _short(v) -> str:
@@ -173,7 +192,8 @@ def _tensor(spec: InputSpec, inp: dict, rest: memoryview, offset: int, binary: b
                                                for s in shape)):
         raise bad("'shape' must be a list of integers")
     if tuple(shape[1:]) != spec.shape or len(shape) != len(spec.shape) + 1:
-        raise bad(f"input shape {shape} does not match [N, {', '.join(map(str, spec.shape))}]")
+        raise bad(f"input {spec.name!r} of shape {shape} does not match "
+                  f"[N, {', '.join(map(str, spec.shape))}]")
     n = shape[0]
     if not 1 <= n <= max_samples:
         raise bad(f"the leading dimension is {n}; it must be between 1 and {max_samples} "
@@ -202,9 +222,11 @@ def _tensor(spec: InputSpec, inp: dict, rest: memoryview, offset: int, binary: b
             if wire.kind != "f":
                 arr = _integers(arr, wire)
         except (ValueError, TypeError, OverflowError) as e:
-            raise bad(f"input data is not a {fmt.datatype} tensor: {str(e)[:120]}") from None
+            raise bad(f"input {spec.name!r} data is not a {fmt.datatype} tensor: "
+                      f"{str(e)[:120]}") from None
         if arr.size != count:
-            raise bad(f"input data holds {arr.size} values; shape {shape} needs {count}")
+            raise bad(f"input {spec.name!r} data holds {arr.size} values; shape {shape} "
+                      f"needs {count}")
         with np.errstate(over="ignore"):  # FP64 -> FP32: 3e39 becomes inf, refused next
             arr = arr.astype(wire).ravel()
         raw = None

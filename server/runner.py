@@ -10,7 +10,7 @@ import time
 
 from aiohttp import web
 
-from models.profile_format import Profile
+from models.profile_format import Profile, table_digest
 from server.app import make_app
 from server.config import ServerConfig
 from server.connections import GuardedRunner
@@ -36,13 +36,19 @@ def ensure_profile(cfg: ServerConfig) -> None:
     import subprocess
     import sys
     path = profile_file(cfg)
+    why = f"no cached profile for {cfg.supernet!r} on {cfg.devices[0]} ({path})"
     if path.exists():
-        return
+        why = stale(cfg, Profile.load(path))
+        if why is None:
+            return
+        why = f"the cached profile {path} {why}"
     cmd = [sys.executable, "-m", "models", "profile", "--supernet", cfg.supernet,
            "--device", cfg.devices[0], "--threads", str(cfg.threads_per_worker),
-           *(["--weights", cfg.weights] if cfg.weights else []), *cfg.profile_args]
-    print(f"superserve: no cached profile for {cfg.supernet!r} on {cfg.devices[0]} "
-          f"({path}); profiling now: {' '.join(cmd[1:])}", flush=True)
+           *(["--weights", cfg.weights] if cfg.weights else []),
+           *(["--seq-len", str(cfg.seq_len)] if cfg.seq_len is not None else []),
+           *(["--accuracy-table", cfg.accuracy_table] if cfg.accuracy_table else []),
+           *cfg.profile_args]
+    print(f"superserve: {why}; profiling now: {' '.join(cmd[1:])}", flush=True)
     t0 = time.monotonic()
     code = subprocess.run(cmd, check=False).returncode
     if code != 0 or not path.exists():
@@ -50,6 +56,22 @@ def ensure_profile(cfg: ServerConfig) -> None:
                          f"`{' '.join(cmd[1:])}` to see why")
     print(f"superserve: profiled in {time.monotonic() - t0:.0f} s; cached at {path}",
           flush=True)
+
+
+def stale(cfg: ServerConfig, prof: Profile) -> str | None:
+    """Why a cached profile does not describe what `cfg` asks to serve, or None: a sequence
+    length other than --seq-len, or accuracies other than --accuracy-table's."""
+    if cfg.seq_len is not None and prof.input_dtype == "int64" \
+            and prof.input_shape[-1] != cfg.seq_len:
+        return f"is for sequences of {prof.input_shape[-1]} tokens, not --seq-len {cfg.seq_len}"
+    if cfg.accuracy_table is not None:
+        try:
+            digest = table_digest(cfg.accuracy_table)
+        except OSError as e:
+            raise SystemExit(f"superserve: --accuracy-table: {e}") from None
+        if prof.meta.get("accuracy_table", {}).get("sha256") != digest:
+            return f"was not made from the accuracies in {cfg.accuracy_table}"
+    return None
 
 
 def load_profile(cfg: ServerConfig) -> Profile:

@@ -64,6 +64,8 @@ class Executor:
         else:
             torch.set_num_threads(cfg.threads)
         kw = {"weights": cfg.weights} if cfg.weights is not None else {}
+        if profile.input_dtype == "int64":   # token ids: the profiled length is the served one
+            kw["seq_len"] = int(profile.input_shape[-1])
         self.net = loader.load_supernet(cfg.supernet, cfg.device, **kw)
         self.net.eval()
         self.input_shape = tuple(self.net.input_shape)
@@ -131,8 +133,11 @@ class Executor:
             if s not in self.configs:
                 raise ValueError(f"warm-up subnet {s!r} is not in the profile")
         pairs = [(s, b) for s in subnets for b in batches]
+        example = getattr(self.net, "example_input", None)   # token ids must be valid ids
         with self._on_stream():
-            x = torch.zeros(max(batches, default=1), *self.input_shape, device=self.device)
+            b_max = max(batches, default=1)
+            x = (example(b_max, self.device) if example is not None
+                 else torch.zeros(b_max, *self.input_shape, device=self.device))
             for s, b in tqdm(pairs, desc=f"worker {self.cfg.worker_id} warm-up", unit="pair",
                              disable=None, leave=False):
                 self.net.actuate(self.configs[s])
@@ -141,7 +146,9 @@ class Executor:
         first = subnets[0] if subnets else next(iter(self.configs))
         for b in batches:
             h = SlotHeader(0, (), first, self.profile.input_dtype, (b, *self.input_shape))
-            self.run(h, memoryview(bytearray(h.nbytes)))
+            raw = (bytearray(h.nbytes) if example is None else
+                   bytearray(example(b).numpy().astype(self.profile.input_dtype).tobytes()))
+            self.run(h, memoryview(raw))
         if self.cuda:
             torch.cuda.synchronize(self.device)
         return len(pairs)

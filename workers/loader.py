@@ -3,6 +3,8 @@
 A loader module provides
     load_supernet(name_or_path, device, weights=None) -> net with actuate(config), extract(config),
                                                         input_shape, num_classes, net(x) -> logits
+                   (also seq_len=N when the profile's input is int64 token ids: the served length;
+                    the net may offer example_input(batch, device), a valid input to warm up on)
     load_profile(name, device, weights=None) -> models.profile_format.Profile
     load_subnet(path, device) -> a standalone module (infaas: a separately stored model)
     save_subnet(module, path)

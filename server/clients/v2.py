@@ -17,6 +17,7 @@ class Reply:
     labels: np.ndarray | None = None
     reason: str = ""
     code: str = ""           # the server's Reason value for a request it did not serve
+    logits: np.ndarray | None = None   # float32 [n, classes] of a 200
 
 
 def encode(x: np.ndarray, request_id: str | None = None) -> tuple[bytes, dict[str, str]]:
@@ -34,6 +35,35 @@ def encode(x: np.ndarray, request_id: str | None = None) -> tuple[bytes, dict[st
     h = json.dumps(head).encode()
     return h + x.tobytes(), {"Inference-Header-Content-Length": str(len(h)),
                              "Content-Type": "application/octet-stream"}
+
+
+_V2 = {np.dtype(np.float32): "FP32", np.dtype(np.uint8): "UINT8", np.dtype(np.int64): "INT64"}
+
+
+def encode_inputs(tensors: dict[str, np.ndarray], request_id: str | None = None
+                  ) -> tuple[bytes, dict[str, str]]:
+    """Body + headers of a binary-tensor infer request of several named inputs (a BERT
+    model's input_ids / attention_mask / token_type_ids as int64 [n, seq]), each tensor's
+    bytes after the JSON header in the order given. Datatypes follow the arrays' dtypes:
+    float32 (FP32), uint8 (UINT8) or int64 (INT64)."""
+    arrays = {}
+    for name, x in tensors.items():
+        x = np.ascontiguousarray(x)
+        if x.dtype not in _V2:
+            raise TypeError(f"input {name!r}: dtype {x.dtype} is not float32, uint8 or int64")
+        arrays[name] = x
+    head = {"inputs": [{"name": k, "shape": list(x.shape), "datatype": _V2[x.dtype],
+                        "parameters": {"binary_data_size": x.nbytes}}
+                       for k, x in arrays.items()],
+            "outputs": [{"name": "logits", "parameters": {"binary_data": True}},
+                        {"name": "label", "parameters": {"binary_data": True}}],
+            "parameters": {"binary_data_output": True}}
+    if request_id is not None:
+        head["id"] = request_id
+    h = json.dumps(head).encode()
+    return h + b"".join(x.tobytes() for x in arrays.values()), {
+        "Inference-Header-Content-Length": str(len(h)),
+        "Content-Type": "application/octet-stream"}
 
 
 def decode(body: bytes, header_len: int) -> tuple[dict, dict[str, np.ndarray]]:
@@ -68,11 +98,12 @@ async def infer(session: aiohttp.ClientSession, url: str, body: bytes, headers: 
             hl = r.headers.get("Inference-Header-Content-Length")
             if hl is None:
                 head = json.loads(raw)
-                labels = np.asarray(next(o["data"] for o in head["outputs"]
-                                         if o["name"] == "label"))
+                outs = {o["name"]: np.asarray(o["data"]).reshape(o["shape"])
+                        for o in head["outputs"] if "data" in o}
             else:
                 head, outs = decode(raw, int(hl))
-                labels = outs["label"]
-            return Reply(200, dt, head.get("parameters", {}), labels)
+            logits = outs.get("logits")
+            return Reply(200, dt, head.get("parameters", {}), outs["label"],
+                         logits=None if logits is None else logits.astype(np.float32))
     except (aiohttp.ClientError, OSError) as e:
         return Reply(0, time.monotonic() - t0, reason=f"connection error: {e}")

@@ -1,15 +1,18 @@
 """The profiler on the committed default (a few candidates), the bench figures, the CLI."""
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+from bert_toys import write_checkpoint
 
 from models import bench, zoo
-from models.profile_format import pareto_front
-from models.profiling import candidate_configs, format_table, profile_supernet
+from models.profile_format import pareto_front, read_accuracy_table
+from models.profiling import _table_config, candidate_configs, format_table, profile_supernet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,3 +82,34 @@ def test_profile_with_an_accuracy_table_and_shared_stats(tiny):
     assert tiny.calibrated == [s.name for s in prof.subnets]
     norm = tiny.blocks[0].conv1.bn
     assert torch.equal(norm.slot_mean[0], norm.bn.running_mean)     # the shared statistics
+
+
+def test_accuracy_tables_state_their_source(tmp_path):
+    f = tmp_path / "acc.json"
+    f.write_text(json.dumps({"source": "DynaBERT paper, Table 1 (MNLI-m dev)",
+                             "accuracy": {"w1.0-d1.0": 0.848, "d0.5-h3.3.3.3.3.3": 0.79}}))
+    table, source = read_accuracy_table(f)
+    assert table == {"w1.0-d1.0": 0.848, "d0.5-h3.3.3.3.3.3": 0.79}
+    assert source == "DynaBERT paper, Table 1 (MNLI-m dev) (acc.json)"
+    f.write_text(json.dumps({"a": 0.5}))
+    assert read_accuracy_table(f) == ({"a": 0.5}, "acc.json (no source stated in the file)")
+    for bad, needle in (({"source": "", "accuracy": {"a": 0.5}}, "'source' must say"),
+                        ({"a": 84.8}, "expected a top-1 in [0, 1]"), ([0.5], "JSON object"),
+                        ({}, "JSON object")):
+        f.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            read_accuracy_table(f)
+
+
+def test_dynabert_table_names_map_to_uniform_subnets(tmp_path):
+    path = write_checkpoint(tmp_path, heads=4, layers=4, hidden=32, ffn=64)
+    net = zoo.load_supernet("dynabert_mnli", weights=str(path), seq_len=8)
+    assert net.space.name(_table_config(net, "w0.25-d0.5")) == "d0.5-h1.1"
+    assert net.space.name(_table_config(net, "w1.0-d1.0")) == "d1-h4.4.4.4"
+    assert _table_config(net, "d0.75-h2.3.4") == net.space.parse("d0.75-h2.3.4")
+    with pytest.raises(ValueError, match="whole number"):
+        _table_config(net, "w0.3-d1.0")
+    with pytest.raises(ValueError):
+        _table_config(net, "w1.0-d0.6")
+    with pytest.raises(ValueError, match="for token models"):
+        zoo.load_supernet("default", seq_len=8)

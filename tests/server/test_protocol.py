@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from models.inputs import DIGITS_MEAN, DIGITS_STD, image_input
+from models.inputs import DIGITS_MEAN, DIGITS_STD, image_input, token_inputs
+from server.clients.v2 import encode_inputs
 from server.protocol import (
     MAX_JSON_DEPTH,
     ProtocolError,
@@ -146,3 +147,86 @@ def test_encode_json_and_binary_round_trip():
     out, hdr = encode_infer("default", parse_infer(raw, None, **KW), logits, {})
     n = int(hdr["Inference-Header-Content-Length"])
     assert np.array_equal(np.frombuffer(out[n:n + 12], np.float32), logits.ravel())
+
+
+# --- several named inputs: BERT's INT64 token ids, packed into one ring tensor -------------
+TOK = {"specs": token_inputs(6, vocab_size=50), "max_samples": 8}
+
+
+def tokens(n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 50, (n, 6), dtype=np.int64)
+    mask = np.ones((n, 6), np.int64)
+    mask[:, 4:] = 0
+    types = np.zeros((n, 6), np.int64)
+    types[:, 2:4] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def json_tokens(t: dict, **overrides) -> bytes:
+    ins = [{"name": k, "datatype": "FP32" if v.dtype.kind == "f" else "INT64",
+            "shape": list(v.shape), "data": v.ravel().tolist()} for k, v in t.items()]
+    for i in ins:
+        i.update(overrides.get(i["name"], {}))
+    return json.dumps({"inputs": ins}).encode()
+
+
+def binary_tokens(t: dict) -> tuple[bytes, str]:
+    raw, hdr = encode_inputs(t)
+    return raw, hdr["Inference-Header-Content-Length"]
+
+
+def packed(inp) -> np.ndarray:
+    return np.frombuffer(inp.data, np.int64).reshape(inp.n, 3, 6)
+
+
+def test_token_inputs_pack_into_one_int64_tensor_json_and_binary_alike():
+    t = tokens()
+    want = np.stack([t["input_ids"], t["attention_mask"], t["token_type_ids"]], 1)
+    a = parse_infer(json_tokens(t), None, **TOK)
+    # Binary bytes follow the header in the request's order, whatever the spec order.
+    shuffled = {k: t[k] for k in ("token_type_ids", "input_ids", "attention_mask")}
+    b = parse_infer(*binary_tokens(shuffled), **TOK)
+    assert a.n == b.n == 2
+    assert np.array_equal(packed(a), want) and np.array_equal(packed(b), want)
+
+
+def test_left_out_mask_and_segments_take_their_defaults():
+    t = tokens(n=3)
+    inp = parse_infer(*binary_tokens({"input_ids": t["input_ids"]}), **TOK)
+    p = packed(inp)
+    assert np.array_equal(p[:, 0], t["input_ids"])
+    assert (p[:, 1] == 1).all() and (p[:, 2] == 0).all()
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda t: {"attention_mask": t["attention_mask"]}, "input 'input_ids' is required"),
+    (lambda t: {**t, "input_ids": t["input_ids"] + 50}, "must lie in [0, 49]"),
+    (lambda t: {**t, "input_ids": t["input_ids"] - 60}, "must lie in [0, 49]"),
+    (lambda t: {**t, "attention_mask": t["attention_mask"] * 2}, "'attention_mask' holds"),
+    (lambda t: {**t, "token_type_ids": t["token_type_ids"] + 1}, "'token_type_ids' holds"),
+    (lambda t: {**t, "input_ids": t["input_ids"].astype(np.float32)}, "has datatype 'FP32'"),
+    (lambda t: {**t, "attention_mask": t["attention_mask"][:, :5]},
+     "'attention_mask' of shape [2, 5] does not match [N, 6]"),
+    (lambda t: {**t, "token_type_ids": t["token_type_ids"][:1]}, "has 1 samples"),
+])
+def test_bad_token_inputs_get_specific_reasons(make, needle):
+    t = make(tokens())
+    for raw, hdr in ((json_tokens(t), None), binary_tokens(t)):
+        status, why = reason(raw, hdr, **TOK)
+        assert status == 400 and needle in why, why
+
+
+def test_token_json_refusals():
+    t = tokens()
+    cases = [
+        (json_tokens(t, input_ids={"data": [1.5] * 12}), "must be integers"),
+        (json_tokens(t, input_ids={"data": [2 ** 63] * 12}), "outside"),
+        (json_tokens(t, input_ids={"datatype": "INT32"}), "accepts INT64 in [0, 49]"),
+        (json_tokens(t, attention_mask={"name": "input_ids"}), "at most once"),
+        (json_tokens(t, token_type_ids={"name": "segment"}), "unknown input 'segment'"),
+        (json.dumps({"inputs": []}).encode(), "list of 1 to 3 tensor object(s)"),
+    ]
+    for raw, needle in cases:
+        status, why = reason(raw, **TOK)
+        assert status == 400 and needle in why, why
