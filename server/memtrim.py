@@ -33,8 +33,9 @@ def _libc_trim() -> Callable[[], None] | None:
 
 class Trimmer:
     def __init__(self, idle: Callable[[], bool], *, every_s: float = 0.25,
-                 grow_mb: float = 16.0) -> None:
+                 grow_mb: float = 16.0, counter=None) -> None:
         self.idle = idle
+        self.counter = counter            # a prometheus Counter, one per trim
         self.every_s = every_s
         self.grow_mb = grow_mb
         self.baseline_mb = 0.0
@@ -60,6 +61,8 @@ class Trimmer:
         if self._trim is not None:
             self._trim()
         self.trims += 1
+        if self.counter is not None:
+            self.counter.inc()
         self.baseline_mb = rss_mb()
 
     def stop(self) -> None:

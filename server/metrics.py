@@ -37,6 +37,8 @@ class Metrics:
         self.slowdown = Gauge("superserve_slowdown", "Dispatch-to-reply over the profile's "
                               "latency, a moving mean (>= 1): admission scales the queue's "
                               "drain time by it", registry=r)
+        self.heap_trims = Counter("superserve_heap_trims", "Heap handed back to the system "
+                                  "once idle after growing (server/memtrim.py)", registry=r)
         self.worker_restarts = Counter("superserve_worker_restarts",
                                        "Restarted workers that reached ready", registry=r)
         self.worker_deaths = Counter("superserve_worker_deaths", "Workers that died (killed, "
