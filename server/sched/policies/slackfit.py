@@ -10,16 +10,26 @@ expire or get the fastest subnet in a hurry.
 This rule, per decision:
   1. candidates: for each batch size only the pareto pairs (no other subnet is both faster and
      more accurate at that batch), so a noisy slow-and-worse pair never wins;
-  2. batch: the largest profiled size the queue fills (whole requests, at least the head), as
-     maxbatch; throughput first, since a missed request costs more than a point of accuracy;
-  3. subnet: the most accurate pareto subnet whose latency fits the head's slack *and* leaves
-     the rest of the queue feasible: the first request left behind must still be met by the
-     next batch (its samples, up to the largest size) run with a *reference subnet*, unless
-     another worker is free early enough to serve it (WorkerView.others_free_at);
-  4. reference subnet: the most accurate subnet whose best-batch throughput keeps up with this
-     worker's share of the demand, max(measured arrival rate, queued samples / head's slack);
-     a high rate makes the reference fast, so the check only bites when it must;
-  5. when no size leaves the rest feasible (an overload), the residual is lost anyway: fall
+  2. reference subnet: the most accurate subnet whose throughput, with batches of at most
+     `window` x SLO, keeps up with this worker's share of the demand, max(measured arrival
+     rate, queued samples / head's slack); its *own batch* is the largest size it runs within
+     that window, and its cost per sample there is the bar an upgrade must clear (5.);
+  3. the rest stays feasible: per batch size, the most accurate pareto pair that fits the
+     head's slack and leaves the first request behind it meetable by the reference, either
+       - on another worker, free at WorkerView.others_free_at, running at most the
+         reference's own batch (the leftover beyond it goes to the workers after), or
+       - on this worker right after, in a batch that also holds what arrives meanwhile
+         (`arrivals` x this worker's share of the arrival rate x the pair's latency): a slow
+         upgrade makes the next batch bigger, not only later;
+  4. choice key (first tier, batch, accuracy): the largest batch in the first tier wins, then
+     accuracy; the reference's own schedule, upgraded where slack allows;
+  5. first tier: at least as accurate as the reference, and either the batch takes all the
+     queue can fill or it costs at most the reference's cost per sample (else the most
+     accurate such pair at that batch). A queue long enough for a bigger batch is a backlog:
+     an upgrade that spends more worker time per sample than the reference would then crowd
+     out the batches behind it, so there the larger batch with a less accurate subnet ranks
+     first (maxbatch's order);
+  6. when no size leaves the rest feasible (an overload), the residual is lost anyway: fall
      back to maxbatch's choice (largest batch, most accurate within the head's slack), and to
      the fastest eligible pair when nothing fits the head (answered late, as every policy).
 A single-sample head with ample slack and nothing behind it gets the most accurate subnet.
@@ -37,10 +47,18 @@ class SlackFit:
     name = "slackfit"
 
     def __init__(self, profile: Profile, *, max_batch: int | None = None,
-                 headroom: float = 1.0, window: float = 0.5, safety: float = 1.0) -> None:
+                 headroom: float = 1.0, window: float = 0.5, safety: float = 1.0,
+                 arrivals: float = 1.5) -> None:
         if not headroom >= 1:
             raise ValueError(f"headroom {headroom}: must be at least 1")
+        if not arrivals >= 0:
+            raise ValueError(f"arrivals {arrivals}: must be at least 0")
         self.headroom = headroom
+        # Samples expected to join the next batch per second this one runs, as a multiple of
+        # this worker's share of the measured rate: above 1 for bursts inside the 100 ms
+        # window (quick grid, dominated/heavy-ahead: 0 -> 17/4, 0.7 -> 12/7, 1 -> 10/7, 1.5
+        # and 2 -> 9/7, 3 -> 12/7).
+        self.arrivals = arrivals
         self.window = window              # share of the SLO a reference batch may take
         # share of the head's slack a batch may take. Below 1 a live worker that runs slower
         # than its profile misses less (validate heavy gap 11-43 pts at 1.0, 4 at 0.85, 0 at
@@ -78,6 +96,8 @@ class SlackFit:
                     thr.append(t)
             self._ref_steps.append((lats, thr, [s.latency(b) for b in sizes], s.accuracy))
         self._acc = {s.name: s.accuracy for s in subnets}
+        # (id of a reference's latency list, one per subnet; window) -> its own batch index
+        self._own: dict[tuple[int, float], int] = {}
 
     def reference(self, rate: float, window: float) -> tuple[list[float], float]:
         """Latency per batch size and accuracy of the most accurate subnet that sustains
@@ -95,35 +115,75 @@ class SlackFit:
             return None
         slack = queue.head_deadline - now
         n = queue.n_samples
-        lo, hi = self.table.batch_range(queue.head().n, n)
-        demand = n / slack if slack > 0 else float("inf")
-        rate = max(worker.arrival_rate, demand) / (worker.others + 1)
         head = queue.head()
-        ref, ref_acc = self.reference(rate, self.window * (head.deadline - head.arrival))
+        lo, hi = self.table.batch_range(head.n, n)
+        workers = worker.others + 1
+        demand = n / slack if slack > 0 else float("inf")
+        rate = max(worker.arrival_rate, demand) / workers
+        window = self.window * (head.deadline - head.arrival)
+        ref, ref_acc = self.reference(rate, window)
         sizes, front, acc = self.batch_sizes, self._front, self._acc
-        best: Decision | None = None
-        best_key = (0, 0, 0.0)
-        for bi in range(lo, hi + 1):
+        # the reference's own batch: the largest size it runs within the window
+        own = self._own.get((id(ref), window))
+        if own is None:
+            own = max((i for i, lat in enumerate(ref) if lat <= window), default=0)
+            self._own[(id(ref), window)] = own
+        own_b = sizes[own]
+        ref_cost = ref[own] / own_b
+        joining = self.arrivals * worker.arrival_rate / workers
+        margin = worker.margin_s
+        free_at = worker.others_free_at
+        top_b = sizes[-1]
+        inf = float("inf")
+        fit = slack * self.safety
+        best: Decision | None = None      # the largest batch's pick while none is first-tier
+        # Largest batch first: the first first-tier pick is the answer (the key ranks tier,
+        # then batch); until one is found, the first pick of any tier is the fallback.
+        for bi in range(hi, lo - 1, -1):
             b = sizes[bi]
-            budget = slack * self.safety
-            _, d_next = queue.after(b)
-            if d_next != float("inf"):
-                left = max(n - b, 1)
-                next_s = ref[max(bisect_right(sizes, left) - 1, 0)]
-                # the next batch pays the live margin again (now includes it once)
-                next_s += worker.margin_s
-                if worker.others_free_at + next_s > d_next:   # no other worker saves it
-                    budget = min(budget, d_next - next_s - now)
             lats, ds = front[bi]
-            j = bisect_right(lats, budget) - 1
+            j = bisect_right(lats, fit) - 1
             if j < 0:
                 continue
-            # At least as accurate as the rate needs comes first, then the larger batch,
-            # then accuracy: the reference's own schedule, upgraded where slack allows.
+            _, d_next = queue.after(b)
+            if d_next != inf:
+                left = max(n - b, 1)
+                # the next batch pays the live margin again (now includes it once)
+                if free_at == inf or free_at + margin + ref[
+                        max(bisect_right(sizes, min(left, own_b)) - 1, 0)] > d_next:
+                    # no other worker saves it: this one does, right after
+                    if left >= top_b or not joining:   # the next batch's size is known
+                        after = margin + (ref[-1] if left >= top_b
+                                          else ref[max(bisect_right(sizes, left) - 1, 0)])
+                        j = min(j, bisect_right(lats, d_next - now - after) - 1)
+                        while j >= 0 and now + lats[j] + after > d_next:
+                            j -= 1
+                    else:
+                        while j >= 0:
+                            lat = lats[j]
+                            m = left + joining * lat
+                            after = ref[max(bisect_right(sizes, m) - 1, 0)] + margin
+                            if now + lat + after <= d_next:
+                                break
+                            j -= 1
+                    if j < 0:
+                        continue
             d = ds[j]
-            key = (acc[d.subnet] >= ref_acc, b, acc[d.subnet])
-            if best is None or key > best_key:
-                best, best_key = d, key
+            top = False
+            if acc[d.subnet] >= ref_acc:
+                if bi == hi or lats[j] <= ref_cost * b:
+                    top = True
+                else:     # the most accurate pick at this batch that costs no more
+                    for k in range(j - 1, -1, -1):
+                        if acc[ds[k].subnet] < ref_acc:
+                            break
+                        if lats[k] <= ref_cost * b:
+                            d, top = ds[k], True
+                            break
+            if top:
+                return d
+            if best is None:
+                best = d
         if best is not None:
             return best
-        return self.table.lookup(slack, queue.head().n, n)    # overload: maxbatch's choice
+        return self.table.lookup(slack, head.n, n)    # overload: maxbatch's choice

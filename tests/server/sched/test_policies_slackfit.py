@@ -100,3 +100,67 @@ def test_the_batch_left_behind_pays_the_live_margin_too():
     assert (live.subnet, live.batch) == ("small", 2)
     sim = SlackFit(profile()).decide(0.003, q, WorkerView(0))
     assert (sim.subnet, sim.batch) == ("mid", 2)
+
+
+def test_a_slow_upgrade_makes_the_next_batch_bigger():
+    # r2 (17 ms) is left behind by a batch of 2; the reference is mid (3 samples in 14 ms,
+    # within half the 15 ms SLO). Blind to arrivals, big2 (12 ms) then mid1 (4 ms) ends r2
+    # at 16. At 200 q/s, 1.5 x 200/s x 12 ms = 3.6 samples join r2's batch while big2 runs:
+    # mid4 (10 ms) would end it at 22, so mid2 (6 ms, then mid2 for 2.8 samples) is chosen.
+    q = timed_queue(14, 14, 17)
+    quiet = SlackFit(profile()).decide(0.0, q, WorkerView(0))
+    assert (quiet.subnet, quiet.batch) == ("big", 2)
+    busy = SlackFit(profile()).decide(0.0, q, WorkerView(0, arrival_rate=200.0))
+    assert (busy.subnet, busy.batch) == ("mid", 2)
+    assert SlackFit(profile(), arrivals=0).decide(0.0, q, WorkerView(0, arrival_rate=200.0)) \
+        .subnet == "big"
+    with pytest.raises(ValueError, match="arrivals"):
+        SlackFit(profile(), arrivals=-1)
+
+
+def backlog_profile():
+    # mid2, mid4 cost 2 ms a sample, more than mid's own batch (mid8, 1.5 ms a sample)
+    return profile(fast=(0.70, [1, 1.5, 2, 3]), mid=(0.75, [2, 4, 8, 12]),
+                   big=(0.80, [3, 5, 9, 24]))
+
+
+def backlog_queue(behind: int) -> EDFQueue:
+    q = EDFQueue()
+    q.push(Request(0, 1, -0.0215, 0.0085))      # 8.5 ms left of a 30 ms SLO
+    for i in range(behind):
+        q.push(Request(i + 1, 1, 0.0, 0.030))
+    return q
+
+
+def test_a_backlog_takes_the_larger_batch_over_a_costly_upgrade():
+    # 9 queued on one of 2 workers: demand 9 / 8.5 ms / 2 = 529/s, kept up with by mid8
+    # (667/s in 12 ms, within half the SLO), not by big (big4 444/s): the reference is mid,
+    # its own batch 8. mid8 does not fit the head; mid4 does, at 2 ms a sample, more than
+    # the reference's 1.5: with 8 waiting it would crowd out the batches behind, so fast8
+    # wins. The old rule took mid4 ("at least the reference's accuracy" first).
+    two = WorkerView(0, others=1)
+    d = SlackFit(backlog_profile()).decide(0.0, backlog_queue(8), two)
+    assert (d.subnet, d.batch) == ("fast", 8)
+    # 4 queued: 235/s, the reference is big (big4, 2.25 ms a sample). big2 (2.5 ms a sample)
+    # would leave half the queue behind: mid4 takes it all (the old rule: big2).
+    d4 = SlackFit(backlog_profile()).decide(0.0, backlog_queue(3), two)
+    assert (d4.subnet, d4.batch) == ("mid", 4)
+    # Nothing behind the batch: the upgrade is free (the whole queue is the batch).
+    d1 = SlackFit(backlog_profile()).decide(0.0, backlog_queue(0), two)
+    assert (d1.subnet, d1.batch) == ("big", 1)
+
+
+def test_another_worker_takes_only_the_reference_batch_of_what_is_left():
+    # 8 workers, 16 queued: 8 due at 10 ms (a 20 ms SLO), 8 at 16 ms. Demand 16 / 10 ms / 8
+    # = 200/s: the reference is mid, its own batch mid4 (10 ms, half the SLO). Behind a
+    # batch of 4, the old rule had the next batch hold all 12 left (mid8, 18 ms: late), and
+    # fell back to maxbatch's small8. A worker free now need only take mid's own batch of
+    # 4 (10 ms, in time), the workers after it the rest: the head's batch is mid4.
+    q = EDFQueue()
+    for i in range(16):
+        q.push(Request(i, 1, -0.010 if i < 8 else -0.004, 0.010 if i < 8 else 0.016))
+    d = SlackFit(profile()).decide(0.0, q, WorkerView(0, others=7, others_free_at=0.0))
+    assert (d.subnet, d.batch) == ("mid", 4)
+    # One freeing at 2 ms would end that batch at 12 > 10: the batch of 8 it is.
+    later = SlackFit(profile()).decide(0.0, q, WorkerView(0, others=7, others_free_at=0.002))
+    assert (later.subnet, later.batch) == ("small", 8)
