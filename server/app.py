@@ -105,7 +105,7 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         One sample: the fewest a request can hold, so the bound stays a lower one."""
         sched, now, deadline = dispatcher.sched, time.monotonic(), arrival + budget_ms / 1e3
         # Plan as the loop runs now: its lag delays this request's dispatch and its answer.
-        why = sched.admit(now + dispatcher.lag.seconds, deadline)
+        why = sched.admit(now + dispatcher.lag.seconds, deadline, head_wait=True)
         if why is Reason.EXPIRED and sched.admit(now, deadline) is not Reason.EXPIRED:
             why = Reason.OVERLOADED     # hopeless only because the server is behind
         if why is Reason.OVERLOADED:

@@ -162,11 +162,18 @@ class Scheduler:
 
     overload_detail = "overloaded: the work queued ahead of this request outlasts its deadline"
 
-    def admit(self, now: float, deadline: float, n: int = 1) -> Reason | None:
+    def admit(self, now: float, deadline: float, n: int = 1, *,
+              head_wait: bool = False) -> Reason | None:
         """None when a request of `n` samples due at `deadline` may join the queue, else why
         not: OVERLOADED (the wait ahead passes its deadline), EXPIRED (it is hopeless even
         alone: the queue answers it as it always did), SHUTDOWN while draining. Cheap: no
-        queue walk, no policy call."""
+        queue walk, no policy call.
+
+        head_wait (the live front end): a request that would queue behind everything waits
+        at least about as long as the queue's head has waited so far. That is measured, not
+        modelled, so it holds when the model does not: workers time-sharing cores with a
+        busy front end drain far slower than profiled, and a lower bound that admits what can
+        only expire costs the full parse of every such request."""
         if not self.accepting:
             return Reason.SHUTDOWN
         if not self.ready:      # nobody to estimate for: the queue answers it (NO_WORKER)
@@ -174,8 +181,11 @@ class Scheduler:
         t = now + self.margin_s + self._floor
         if deadline - t < self.min_latency:
             return Reason.EXPIRED
-        return Reason.OVERLOADED if t + self.wait_ahead(now, deadline, n) > deadline + _EPS \
-            else None
+        wait = self.wait_ahead(now, deadline, n)
+        queue = self.queue
+        if head_wait and len(queue) and deadline >= self._last_deadline:
+            wait = max(wait, now - queue.head().arrival)
+        return Reason.OVERLOADED if t + wait > deadline + _EPS else None
 
     def wait_ahead(self, now: float, deadline: float, n: int = 1) -> float:
         """A lower bound on the seconds until a request of `n` samples due at `deadline`,

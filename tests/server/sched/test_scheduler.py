@@ -295,3 +295,19 @@ def test_the_policy_sees_the_live_margin():
     s.worker_ready(0.0, 1)
     s.arrive(0.0, req(1, 1.0))
     assert pol.seen[-1].margin_s == pytest.approx(0.006)
+
+
+def test_head_wait_refuses_behind_a_queue_that_drains_slower_than_modelled():
+    prof = profile()
+    s = Scheduler(Fixed(None), prof)               # a policy that waits: the head ages
+    s.worker_ready(0.0, 0)
+    for i in range(4):
+        s.arrive(0.0, req(i, 0.8))
+    model = s.wait_ahead(0.5, 0.9)                 # 4 samples ahead: a few milliseconds
+    assert model < 0.1
+    assert s.admit(0.5, 0.9) is None               # the model alone lets it in
+    # The head has waited 500 ms already: one more behind it will wait about as long.
+    assert s.admit(0.5, 0.9, head_wait=True) is Reason.OVERLOADED
+    assert s.admit(0.5, 1.2, head_wait=True) is None
+    # A deadline ahead of the queue's last does not queue behind everything: model only.
+    assert s.admit(0.5, 0.6, head_wait=True) is None
