@@ -102,7 +102,7 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
 
     def refuse(arrival: float, budget_ms: float) -> tuple[int, str, str] | None:
         """(status, reason, code) for a request the queue already shows hopeless, else None.
-        One sample: the fewest a request can hold, so the bound stays a lower one."""
+        One sample: the fewest a request can hold (its body is unread)."""
         sched, now, deadline = dispatcher.sched, time.monotonic(), arrival + budget_ms / 1e3
         # Plan as the loop runs now: its lag delays this request's dispatch and its answer.
         why = sched.admit(now + dispatcher.lag.seconds, deadline, head_wait=True)
@@ -137,7 +137,15 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         except ProtocolError:
             return None
         shed = refuse(seen, budget_ms)
-        return None if shed is None else raw_json(*shed, close=msg.should_close)
+        if shed is None:
+            return None
+        return overloaded[msg.should_close] if shed[0] == 503 else \
+            raw_json(*shed, close=msg.should_close)
+
+    # The answer most refused requests get, prepared once: a shed must cost next to nothing.
+    overloaded = {close: raw_json(503, dispatcher.sched.overload_detail,
+                                  Reason.OVERLOADED.value, close=close)
+                  for close in (False, True)}
 
     state["door"] = door
 

@@ -87,6 +87,7 @@ class Dispatcher:
         self._transport: dict[int, Margin] = {}  # remote worker -> its learnt round trip
         self.awake = KeepAwake(spin_s)
         self.lag = LoopLag(gauge=metrics.loop_lag)   # started with the server (needs the loop)
+        self._shed_counters: dict = {}
         self.hold_bound_s = hold_bound_s
         self._held_timers: dict[int, asyncio.TimerHandle] = {}   # worker -> its batch's
 
@@ -102,8 +103,13 @@ class Dispatcher:
 
     def shed_at_door(self, reason: Reason) -> None:
         """The front end refused a request before it built one (admit() from the headers)."""
-        self.metrics.requests.labels(Outcome.DROPPED.label).inc()
-        self.metrics.drops.labels(reason.value).inc()
+        counters = self._shed_counters.get(reason)
+        if counters is None:     # labels() costs a lock and a dict walk: once per reason
+            counters = self._shed_counters[reason] = (
+                self.metrics.requests.labels(Outcome.DROPPED.label),
+                self.metrics.drops.labels(reason.value))
+        for c in counters:
+            c.inc()
         if reason is Reason.EXPIRED:
             self.metrics.deadline_misses.inc()
 
