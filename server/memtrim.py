@@ -3,8 +3,8 @@
 An overload leaves thousands of connections, requests and buffers freed behind it, but freed
 is not returned: CPython keeps its arenas while any object in them lives, and glibc keeps
 freed chunks for reuse, so the RSS stays at its peak (56 -> 150 MB after a 3x burst here).
-When the server has been idle for a moment and has grown by `grow_mb` since it last
-trimmed, a full collection and malloc_trim(0) hand the free pages back. Both run on the
+When the server has been idle for a moment and weighs `grow_mb` more than at start (and
+more than after its last trim), a full collection and malloc_trim(0) hand the free pages back. Both run on the
 loop, so only when there is no work to delay.
 """
 from __future__ import annotations
@@ -38,21 +38,26 @@ class Trimmer:
         self.counter = counter            # a prometheus Counter, one per trim
         self.every_s = every_s
         self.grow_mb = grow_mb
-        self.baseline_mb = 0.0
+        self.baseline_mb = 0.0           # the RSS at start: what an idle server should weigh
+        self.after_mb = 0.0              # the RSS after the last trim
         self.trims = 0
         self._trim = _libc_trim()
         self._was_idle = False
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        self.baseline_mb = rss_mb()
+        self.baseline_mb = self.after_mb = rss_mb()
         self._handle = asyncio.get_running_loop().call_later(self.every_s, self._check)
 
     def _check(self) -> None:
         idle = self.idle()
         # Idle at two checks in a row: not a gap between two bursts' requests.
-        if idle and self._was_idle and rss_mb() > self.baseline_mb + self.grow_mb:
-            self.trim()
+        # Grown past the start by grow_mb, and by more than a little since the last trim
+        # (what a trim could not return, it will not return the next time either).
+        if idle and self._was_idle:
+            rss = rss_mb()
+            if rss > self.baseline_mb + self.grow_mb and rss > self.after_mb + 2.0:
+                self.trim()
         self._was_idle = idle
         self._handle = asyncio.get_running_loop().call_later(self.every_s, self._check)
 
@@ -63,7 +68,7 @@ class Trimmer:
         self.trims += 1
         if self.counter is not None:
             self.counter.inc()
-        self.baseline_mb = rss_mb()
+        self.after_mb = rss_mb()
 
     def stop(self) -> None:
         if self._handle is not None:

@@ -21,7 +21,7 @@ async def test_trims_only_after_two_idle_checks_and_growth():
     idle = {"now": False}
     t = Trimmer(lambda: idle["now"], every_s=0.01, grow_mb=0.0)
     t.start()
-    t.baseline_mb = 0.0                    # grown, whatever this process weighs
+    t.baseline_mb = t.after_mb = 0.0       # grown, whatever this process weighs
     await asyncio.sleep(0.1)
     assert t.trims == 0                    # busy: never
     idle["now"] = True
