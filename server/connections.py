@@ -37,17 +37,12 @@ def seen_at(request: web.Request) -> float:
     return time.monotonic() if t is None else t
 
 
-def raw_answer(status: int, phrase: str, reason: str, code: str) -> bytes:
-    body = json.dumps({"error": reason, "code": code}).encode()
-    return (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-
-
-_PHRASES = {503: "Service Unavailable", 504: "Gateway Timeout"}
+_PHRASES = {408: "Request Timeout", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 def raw_json(status: int, reason: str, code: str, *, close: bool) -> bytes:
-    """A shed answer as the app would write it (JSON reason, Retry-After on a 503)."""
+    """An answer written below the app, as the app would write it (JSON reason, Retry-After
+    on a 503)."""
     body = json.dumps({"error": reason, "code": code}).encode()
     retry = "Retry-After: 1\r\n" if status == 503 else ""
     conn = "Connection: close\r\n" if close else ""
@@ -78,8 +73,8 @@ class GuardedHandler(RequestHandler):
         if (self._close or self._force_close) and data:
             if (self.state.get("draining") and not self._request_in_progress
                     and not self.answered_raw and self.transport is not None):
-                self._answer_raw(raw_answer(503, "Service Unavailable",
-                                            "server is shutting down", "shutdown"))
+                self._answer_raw(raw_json(503, "server is shutting down", "shutdown",
+                                          close=True))
             return
         poll = self.state.get("poll")
         if poll is not None:     # finished batches first: their workers wait on them
@@ -148,9 +143,9 @@ class GuardedHandler(RequestHandler):
         self.header_timer = None
         if not self._awaiting_head() or self.transport is None:
             return
-        self._answer_raw(raw_answer(
-            408, "Request Timeout", f"request headers not complete within "
-            f"{self.read_timeout_s:g} s (--read-timeout-s)", "read_timeout"))
+        self._answer_raw(raw_json(
+            408, f"request headers not complete within {self.read_timeout_s:g} s "
+            "(--read-timeout-s)", "read_timeout", close=True))
 
     def _answer_raw(self, raw: bytes) -> None:
         self.answered_raw = True

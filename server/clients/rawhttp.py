@@ -79,6 +79,8 @@ class _Conn(asyncio.Protocol):
         body = bytes(self.buf[end + 4:end + 4 + length])
         del self.buf[:end + 4 + length]
         fut, self.fut = self.fut, None
+        if fut.done():          # the caller gave up on it (a timeout cancelled the wait)
+            return
         try:
             status = int(status_line.split(b" ", 2)[1])
         except (IndexError, ValueError):

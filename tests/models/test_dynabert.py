@@ -14,37 +14,19 @@ from models.transformer import example_input
 L, H, HEADS, FFN, VOCAB, POS, TYPES, CLASSES = 12, 768, 12, 3072, 30522, 512, 2, 3
 
 
-def _bert_base_state() -> dict:
-    g = torch.Generator().manual_seed(0)
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g) * 0.02
-
-    sd = {"bert.embeddings.word_embeddings.weight": r(VOCAB, H),
-          "bert.embeddings.position_embeddings.weight": r(POS, H),
-          "bert.embeddings.token_type_embeddings.weight": r(TYPES, H),
-          "bert.embeddings.LayerNorm.gamma": 1 + r(H), "bert.embeddings.LayerNorm.beta": r(H),
-          "bert.embeddings.position_ids": torch.arange(POS)[None]}
-    for i in range(L):
-        p = f"bert.encoder.layer.{i}."
-        for n in ("query", "key", "value"):
-            sd[p + f"attention.self.{n}.weight"] = r(H, H)
-            sd[p + f"attention.self.{n}.bias"] = r(H)
-        sd[p + "attention.output.dense.weight"] = r(H, H)
-        sd[p + "attention.output.dense.bias"] = r(H)
-        sd[p + "attention.output.LayerNorm.weight"] = 1 + r(H)
-        sd[p + "attention.output.LayerNorm.bias"] = r(H)
-        sd[p + "intermediate.dense.weight"] = r(FFN, H)
-        sd[p + "intermediate.dense.bias"] = r(FFN)
-        sd[p + "output.dense.weight"] = r(H, FFN)
-        sd[p + "output.dense.bias"] = r(H)
-        sd[p + "output.LayerNorm.weight"] = 1 + r(H)
-        sd[p + "output.LayerNorm.bias"] = r(H)
-    sd["bert.pooler.dense.weight"] = r(H, H)
-    sd["bert.pooler.dense.bias"] = r(H)
-    sd["classifier.weight"] = r(CLASSES, H)
-    sd["classifier.bias"] = r(CLASSES)
+def _embedding_ln_as_gamma_beta(sd: dict) -> dict:
+    """The names mixed as in the DynaBERT release: gamma/beta on the embeddings' LayerNorm,
+    weight/bias on the layers' (the loader takes both; the reference reads these)."""
+    sd = dict(sd)
+    sd["bert.embeddings.LayerNorm.gamma"] = sd.pop("bert.embeddings.LayerNorm.weight")
+    sd["bert.embeddings.LayerNorm.beta"] = sd.pop("bert.embeddings.LayerNorm.bias")
     return sd
+
+
+def _bert_base_state() -> dict:
+    return _embedding_ln_as_gamma_beta(bert_state(
+        layers=L, hidden=H, ffn=FFN, vocab=VOCAB, positions=POS, types=TYPES, classes=CLASSES,
+        old_layernorm_names=False, scale=0.02))
 
 
 def _ln(x, w, b, eps=1e-12):
@@ -153,9 +135,8 @@ def test_small_checkpoint_matches_reference_packed_or_not(tmp_path, cfg):
         packed = net(x)
         split = net(x[:, 0], attention_mask=x[:, 1], token_type_ids=x[:, 2])
         static = net.extract(cfg)(x)            # a stored subnet (infaas) takes the same input
-    sd64 = {k: v.double() if v.is_floating_point() else v for k, v in sd.items()}
-    sd64["bert.embeddings.LayerNorm.gamma"] = sd64.pop("bert.embeddings.LayerNorm.weight")
-    sd64["bert.embeddings.LayerNorm.beta"] = sd64.pop("bert.embeddings.LayerNorm.bias")
+    sd64 = _embedding_ln_as_gamma_beta(
+        {k: v.double() if v.is_floating_point() else v for k, v in sd.items()})
     ref = _reference(sd64, x[:, 0], x[:, 1], x[:, 2], net.active.layers, cfg["h"], n_heads=2)
     assert torch.equal(packed, split)
     torch.testing.assert_close(static, packed, atol=1e-5, rtol=1e-5)

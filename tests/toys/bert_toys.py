@@ -9,12 +9,12 @@ import torch
 
 
 def bert_state(layers=2, hidden=32, ffn=64, vocab=100, positions=64, types=2, classes=3,
-               seed=0, old_layernorm_names=True) -> dict:
+               seed=0, old_layernorm_names=True, scale=0.2) -> dict:
     """A random BERT state_dict; `old_layernorm_names`: gamma/beta, as the DynaBERT release."""
     g = torch.Generator().manual_seed(seed)
 
     def r(*shape):
-        return torch.randn(*shape, generator=g) * 0.2
+        return torch.randn(*shape, generator=g) * scale
 
     w, b = ("gamma", "beta") if old_layernorm_names else ("weight", "bias")
     sd = {"bert.embeddings.word_embeddings.weight": r(vocab, hidden),

@@ -239,12 +239,17 @@ def test_admission_refuses_what_the_wait_ahead_already_outlasts():
     assert len(s.queue) == 8                       # the refused request never queued
 
 
-def test_admission_counts_only_what_is_ahead_in_edf_order_and_every_ready_worker():
-    prof = profile()
-    s = Scheduler(Fixed(None), prof)               # a policy that waits: all stay queued
+def queued(n: int, deadline: float) -> Scheduler:
+    """One ready worker and a policy that waits: n requests due at `deadline` stay queued."""
+    s = Scheduler(Fixed(None), profile())
     s.worker_ready(0.0, 0)
-    for i in range(16):
-        s.arrive(0.0, req(i, 1.0))
+    for i in range(n):
+        s.arrive(0.0, req(i, deadline))
+    return s
+
+
+def test_admission_counts_only_what_is_ahead_in_edf_order_and_every_ready_worker():
+    s = queued(16, 1.0)
     # An earlier deadline than the queue's last goes ahead of (some of) it: no queue wait.
     assert s.wait_ahead(0.0, 0.5) == pytest.approx(0.002)
     one = s.wait_ahead(0.0, 1.0)
@@ -298,11 +303,7 @@ def test_the_policy_sees_the_live_margin():
 
 
 def test_head_wait_refuses_behind_a_queue_that_drains_slower_than_modelled():
-    prof = profile()
-    s = Scheduler(Fixed(None), prof)               # a policy that waits: the head ages
-    s.worker_ready(0.0, 0)
-    for i in range(4):
-        s.arrive(0.0, req(i, 0.8))
+    s = queued(4, 0.8)                             # nothing dispatched: the head ages
     model = s.wait_ahead(0.5, 0.9)                 # 4 samples ahead: a few milliseconds
     assert model < 0.1
     assert s.admit(0.5, 0.9) is None               # the model alone lets it in
