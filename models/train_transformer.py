@@ -120,6 +120,7 @@ def main(args, spec) -> int:
               "heldout_accuracy": acc, "data": {
                   "generator": "mnist1d.data.make_dataset (PyPI mnist1d), fixed seeds",
                   "train_seed": signals.TRAIN_SEED, "train_samples": signals.TRAIN_SIZE,
-                  "heldout_seed": signals.HELDOUT_SEED, "heldout_samples": signals.HELDOUT_SIZE},
+                  "heldout_seed": signals.HELDOUT_SEED, "heldout_samples": signals.HELDOUT_SIZE,
+                  "make_dataset_args": dict(signals.DATA_ARGS)},
               "torch": str(torch.__version__)}
     return record_run(args, record, out["net"])

@@ -110,3 +110,21 @@ def test_unknown_names_get_clear_errors(tmp_path):
         zoo.load_profile("default", "cuda:0", weights=str(tmp_path / "w.pt"))
     with pytest.raises(ValueError, match="device must be"):
         zoo.profile_path("default", "tpu")
+
+
+def test_committed_transformer_meets_its_targets():
+    """Issue #13: the transformer's pareto set spans >= 5 points of held-out accuracy, with the
+    largest subnet >= 80 % and within 2 points of the same network trained alone."""
+    prof = zoo.load_profile("transformer", "cpu")
+    accs = [s.accuracy for s in prof.subnets]
+    assert len(prof.subnets) >= 8
+    assert max(accs) - min(accs) >= 0.05
+    b1 = [s.latency_p50_ms[1] for s in prof.subnets]
+    assert max(b1) / min(b1) >= 1.8
+    info = json.loads((zoo.ZOO_DIR / "transformer.json").read_text())
+    sup, alone = info["supernet"], info["standalone_largest"]
+    assert sup["heldout_accuracy"]["largest"] >= 0.80
+    assert alone["heldout_accuracy"]["largest"] - sup["heldout_accuracy"]["largest"] <= 0.02
+    # The profile's held-out set is the one the record names: same make_dataset arguments.
+    from models import signals
+    assert sup["data"]["make_dataset_args"] == alone["data"]["make_dataset_args"] == signals.DATA_ARGS
