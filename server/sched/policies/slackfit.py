@@ -28,7 +28,8 @@ This rule, per decision:
      accurate such pair at that batch). A queue long enough for a bigger batch is a backlog:
      an upgrade that spends more worker time per sample than the reference would then crowd
      out the batches behind it, so there the larger batch with a less accurate subnet ranks
-     first (maxbatch's order);
+     first (maxbatch's order); with two largest batches or more queued and no worker idle,
+     the largest batch's pick wins outright, whatever its accuracy against the reference;
   6. when no size leaves the rest feasible (an overload), the residual is lost anyway: fall
      back to maxbatch's choice (largest batch, most accurate within the head's slack), and to
      the fastest eligible pair when nothing fits the head (answered late, as every policy).
@@ -169,6 +170,12 @@ class SlackFit:
                     if j < 0:
                         continue
             d = ds[j]
+            if bi == hi and n >= 2 * b and free_at > now:
+                # A backlog of two largest batches or more and no idle worker to share it: a
+                # smaller batch of a more accurate subnet only leaves a longer queue and
+                # shorter slack behind it, so the largest batch's pick wins (quick grid,
+                # dominated cells 9 -> 5)
+                return d
             top = False
             if acc[d.subnet] >= ref_acc:
                 if bi == hi or lats[j] <= ref_cost * b:

@@ -164,3 +164,21 @@ def test_another_worker_takes_only_the_reference_batch_of_what_is_left():
     # One freeing at 2 ms would end that batch at 12 > 10: the batch of 8 it is.
     later = SlackFit(profile()).decide(0.0, q, WorkerView(0, others=7, others_free_at=0.002))
     assert (later.subnet, later.batch) == ("small", 8)
+
+
+def test_a_backlog_no_idle_worker_shares_takes_the_largest_batch():
+    # 8 workers, 17 queued (two largest batches and more): the head has 10 ms of a 15 ms SLO,
+    # 16 behind it 30 ms. Demand 17 / 10 ms / 8 = 212/s: the reference is mid (mid2, 333/s
+    # within half the SLO). At batch 8 only small8 (9 ms) fits the head, below the
+    # reference, so the tier rule alone takes mid4 and leaves 13 behind.
+    q = EDFQueue()
+    q.push(Request(0, 1, -0.005, 0.010))
+    for i in range(16):
+        q.push(Request(i + 1, 1, 0.0, 0.030))
+    busy = WorkerView(0, others=7, others_free_at=0.005)
+    d = SlackFit(profile()).decide(0.0, q, busy)
+    assert (d.subnet, d.batch) == ("small", 8)
+    # A worker idle now shares the backlog: the reference's accuracy again.
+    idle = WorkerView(0, others=7, others_free_at=0.0)
+    d = SlackFit(profile()).decide(0.0, q, idle)
+    assert (d.subnet, d.batch) == ("mid", 4)
