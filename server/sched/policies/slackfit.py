@@ -24,8 +24,9 @@ This rule, per decision:
   4. choice key (first tier, batch, accuracy): the largest batch in the first tier wins, then
      accuracy; the reference's own schedule, upgraded where slack allows;
   5. first tier: at least as accurate as the reference, and either the batch takes all the
-     queue can fill or it costs at most the reference's cost per sample (else the most
-     accurate such pair at that batch). A queue long enough for a bigger batch is a backlog:
+     queue can fill or it costs per sample at most the reference's, or what still keeps up
+     with this worker's share of the demand if that is more (else the most accurate such
+     pair at that batch). A queue long enough for a bigger batch is a backlog:
      an upgrade that spends more worker time per sample than the reference would then crowd
      out the batches behind it, so there the larger batch with a less accurate subnet ranks
      first (maxbatch's order); with two largest batches or more queued and no worker idle,
@@ -131,6 +132,15 @@ class SlackFit:
             self._own[(id(ref), window)] = own
         own_b = sizes[own]
         ref_cost = ref[own] / own_b
+        # The bar an upgrade's cost per sample must clear: the reference's, or what still keeps
+        # up with this worker's share of the demand if that is more. The reference's window
+        # can rule out a subnet that keeps up at a batch just past it (quick grid, gamma CV² 2,
+        # 200 %, 2x SLO, 8 workers: 94.3 %'s batch 8 takes 9.3 ms against an 8.7 ms window,
+        # so 90.5 % ran; 2.46 -> 0.07 points behind that fixed subnet)
+        # (no other worker that will free up: this one alone faces the whole demand)
+        alone = rate * workers if worker.others_free_at == float("inf") else rate
+        if alone > 0:
+            ref_cost = max(ref_cost, 1.0 / (alone * self.headroom))
         joining = self.arrivals * worker.arrival_rate / workers
         margin = worker.margin_s
         free_at = worker.others_free_at

@@ -182,3 +182,17 @@ def test_a_backlog_no_idle_worker_shares_takes_the_largest_batch():
     idle = WorkerView(0, others=7, others_free_at=0.0)
     d = SlackFit(profile()).decide(0.0, q, idle)
     assert (d.subnet, d.batch) == ("mid", 4)
+
+
+def test_an_upgrade_that_keeps_up_with_the_demand_clears_the_bar():
+    # 2 workers, one free now; the head has 6 ms of a 20 ms SLO, 3 behind it 15 ms. Demand
+    # 4 / 6 ms / 2 = 333/s: the reference is mid (mid4, 400/s within half the SLO), 2.5 ms a
+    # sample. At batch 4 only small4 fits the head. mid2 (3 ms a sample) is above the
+    # reference's cost but still keeps up with 333/s (3 ms a sample), and the free worker
+    # takes the 2 left: mid2 it is, where the reference's cost alone took small4 for all 4.
+    q = EDFQueue()
+    q.push(Request(0, 1, -0.014, 0.006))
+    for i in range(3):
+        q.push(Request(i + 1, 1, -0.005, 0.015))
+    d = SlackFit(profile()).decide(0.0, q, WorkerView(0, others=1, others_free_at=0.0))
+    assert (d.subnet, d.batch) == ("mid", 2)
