@@ -30,7 +30,8 @@ This rule, per decision:
      an upgrade that spends more worker time per sample than the reference would then crowd
      out the batches behind it, so there the larger batch with a less accurate subnet ranks
      first (maxbatch's order); with two largest batches or more queued and no worker idle,
-     the largest batch's pick wins outright, whatever its accuracy against the reference;
+     the largest batch's pick wins outright, whatever its accuracy against the reference
+     (on one worker: at most the pair just above what the smoothed arrival rate allows);
   6. when no size leaves the rest feasible (an overload), the residual is lost anyway: fall
      back to maxbatch's choice (largest batch, most accurate within the head's slack), and to
      the fastest eligible pair when nothing fits the head (answered late, as every policy).
@@ -38,6 +39,7 @@ A single-sample head with ample slack and nothing behind it gets the most accura
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 
 from models.profile_format import Profile
@@ -50,11 +52,18 @@ class SlackFit:
 
     def __init__(self, profile: Profile, *, max_batch: int | None = None,
                  headroom: float = 1.0, window: float = 0.5, safety: float = 1.0,
-                 arrivals: float = 1.5) -> None:
+                 arrivals: float = 1.5, rate_tau: float = 0.25) -> None:
         if not headroom >= 1:
             raise ValueError(f"headroom {headroom}: must be at least 1")
         if not arrivals >= 0:
             raise ValueError(f"arrivals {arrivals}: must be at least 0")
+        if not rate_tau > 0:
+            raise ValueError(f"rate_tau {rate_tau}: must be positive")
+        # The arrival rate smoothed over ~rate_tau s (the caller measures it over 100 ms): the
+        # budget a backlog on one worker may spend per sample (the backlog rule below).
+        self.rate_tau = rate_tau
+        self._rate: float | None = None
+        self._rate_at = 0.0
         self.headroom = headroom
         # Samples expected to join the next batch per second this one runs, as a multiple of
         # this worker's share of the measured rate: above 1 for bursts inside the 100 ms
@@ -116,6 +125,12 @@ class SlackFit:
         if not len(queue):
             return None
         slack = queue.head_deadline - now
+        if self._rate is None:
+            self._rate, self._rate_at = worker.arrival_rate, now
+        elif now > self._rate_at:
+            self._rate += (worker.arrival_rate - self._rate) * (
+                1.0 - math.exp((self._rate_at - now) / self.rate_tau))
+            self._rate_at = now
         n = queue.n_samples
         head = queue.head()
         lo, hi = self.table.batch_range(head.n, n)
@@ -184,7 +199,16 @@ class SlackFit:
                 # A backlog of two largest batches or more and no idle worker to share it: a
                 # smaller batch of a more accurate subnet only leaves a longer queue and
                 # shorter slack behind it, so the largest batch's pick wins (quick grid,
-                # dominated cells 9 -> 5)
+                # dominated cells 9 -> 5). On one worker it spends no more per sample than
+                # the pareto pair just above what the smoothed arrival rate allows: picks
+                # far above that budget must be paid back by picks far below it, and
+                # accuracy is worth less per ms the more is spent (a steady subnet that just
+                # keeps up beat that mixing by 1.1 points; full grid 10 -> 8 dominated, 20 ->
+                # 21 heavy ahead). On 8 workers the same cap loses (11 dominated).
+                if workers == 1 and self._rate > 0:
+                    k = bisect_right(lats, b / self._rate)   # the cheapest above the budget
+                    if k < j:
+                        return ds[k]
                 return d
             top = False
             if acc[d.subnet] >= ref_acc:

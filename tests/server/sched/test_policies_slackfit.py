@@ -196,3 +196,21 @@ def test_an_upgrade_that_keeps_up_with_the_demand_clears_the_bar():
         q.push(Request(i + 1, 1, -0.005, 0.015))
     d = SlackFit(profile()).decide(0.0, q, WorkerView(0, others=1, others_free_at=0.0))
     assert (d.subnet, d.batch) == ("mid", 2)
+
+
+def test_a_backlog_on_one_worker_spends_about_what_the_arrival_rate_allows():
+    # One worker, 17 queued: the head has 40 ms of a 100 ms SLO, 16 behind it 100 ms. big8
+    # (36 ms) fits the head, and the backlog rule takes the largest batch's pick. At 500/s a
+    # batch of 8 may take 16 ms: mid8 (18 ms, the pareto pair just above) and not big8,
+    # which would have to be paid back by small batches later.
+    q = EDFQueue()
+    q.push(Request(0, 1, -0.060, 0.040))
+    for i in range(16):
+        q.push(Request(i + 1, 1, 0.0, 0.100))
+    d = SlackFit(profile()).decide(0.0, q, WorkerView(0, arrival_rate=500.0))
+    assert (d.subnet, d.batch) == ("mid", 8)
+    # At 200/s (40 ms a batch of 8) big8 is within the budget.
+    d = SlackFit(profile()).decide(0.0, q, WorkerView(0, arrival_rate=200.0))
+    assert (d.subnet, d.batch) == ("big", 8)
+    with pytest.raises(ValueError, match="rate_tau"):
+        SlackFit(profile(), rate_tau=0)
