@@ -148,11 +148,11 @@ class SlackFit:
         own_b = sizes[own]
         ref_cost = ref[own] / own_b
         # The bar an upgrade's cost per sample must clear: the reference's, or what still keeps
-        # up with this worker's share of the demand if that is more. The reference's window
-        # can rule out a subnet that keeps up at a batch just past it (quick grid, gamma CV² 2,
-        # 200 %, 2x SLO, 8 workers: 94.3 %'s batch 8 takes 9.3 ms against an 8.7 ms window,
-        # so 90.5 % ran; 2.46 -> 0.07 points behind that fixed subnet)
-        # (no other worker that will free up: this one alone faces the whole demand)
+        # up with this worker's share of the demand if that is more (the whole demand when no
+        # other worker will free up). The reference's window can rule out a subnet that keeps
+        # up at a batch just past it (quick grid, gamma CV² 2, 200 %, 2x SLO, 8 workers:
+        # 94.3 %'s batch 8 takes 9.3 ms against an 8.7 ms window, so 90.5 % ran; 2.46 -> 0.07
+        # points behind that fixed subnet).
         alone = rate * workers if worker.others_free_at == float("inf") else rate
         if alone > 0:
             ref_cost = max(ref_cost, 1.0 / (alone * self.headroom))
