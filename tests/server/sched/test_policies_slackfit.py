@@ -124,12 +124,19 @@ def backlog_profile():
                    big=(0.80, [3, 5, 9, 24]))
 
 
-def backlog_queue(behind: int) -> EDFQueue:
+def head_and_behind(head: tuple[float, float], behind: int,
+                    them: tuple[float, float]) -> EDFQueue:
+    """A single-sample head (arrival, deadline) and `behind` single-sample requests with
+    (arrival, deadline) `them`."""
     q = EDFQueue()
-    q.push(Request(0, 1, -0.0215, 0.0085))      # 8.5 ms left of a 30 ms SLO
+    q.push(Request(0, 1, *head))
     for i in range(behind):
-        q.push(Request(i + 1, 1, 0.0, 0.030))
+        q.push(Request(i + 1, 1, *them))
     return q
+
+
+def backlog_queue(behind: int) -> EDFQueue:
+    return head_and_behind((-0.0215, 0.0085), behind, (0.0, 0.030))   # 8.5 ms of a 30 ms SLO
 
 
 def test_a_backlog_takes_the_larger_batch_over_a_costly_upgrade():
@@ -171,10 +178,7 @@ def test_a_backlog_no_idle_worker_shares_takes_the_largest_batch():
     # 16 behind it 30 ms. Demand 17 / 10 ms / 8 = 212/s: the reference is mid (mid2, 333/s
     # within half the SLO). At batch 8 only small8 (9 ms) fits the head, below the
     # reference, so the tier rule alone takes mid4 and leaves 13 behind.
-    q = EDFQueue()
-    q.push(Request(0, 1, -0.005, 0.010))
-    for i in range(16):
-        q.push(Request(i + 1, 1, 0.0, 0.030))
+    q = head_and_behind((-0.005, 0.010), 16, (0.0, 0.030))
     busy = WorkerView(0, others=7, others_free_at=0.005)
     d = SlackFit(profile()).decide(0.0, q, busy)
     assert (d.subnet, d.batch) == ("small", 8)
@@ -190,10 +194,7 @@ def test_an_upgrade_that_keeps_up_with_the_demand_clears_the_bar():
     # sample. At batch 4 only small4 fits the head. mid2 (3 ms a sample) is above the
     # reference's cost but still keeps up with 333/s (3 ms a sample), and the free worker
     # takes the 2 left: mid2 it is, where the reference's cost alone took small4 for all 4.
-    q = EDFQueue()
-    q.push(Request(0, 1, -0.014, 0.006))
-    for i in range(3):
-        q.push(Request(i + 1, 1, -0.005, 0.015))
+    q = head_and_behind((-0.014, 0.006), 3, (-0.005, 0.015))
     d = SlackFit(profile()).decide(0.0, q, WorkerView(0, others=1, others_free_at=0.0))
     assert (d.subnet, d.batch) == ("mid", 2)
 
@@ -203,10 +204,7 @@ def test_a_backlog_on_one_worker_spends_about_what_the_arrival_rate_allows():
     # (36 ms) fits the head, and the backlog rule takes the largest batch's pick. At 500/s a
     # batch of 8 may take 16 ms: mid8 (18 ms, the pareto pair just above) and not big8,
     # which would have to be paid back by small batches later.
-    q = EDFQueue()
-    q.push(Request(0, 1, -0.060, 0.040))
-    for i in range(16):
-        q.push(Request(i + 1, 1, 0.0, 0.100))
+    q = head_and_behind((-0.060, 0.040), 16, (0.0, 0.100))
     d = SlackFit(profile()).decide(0.0, q, WorkerView(0, arrival_rate=500.0))
     assert (d.subnet, d.batch) == ("mid", 8)
     # At 200/s (40 ms a batch of 8) big8 is within the budget.
