@@ -125,7 +125,7 @@ class SlackFit:
         if not len(queue):
             return None
         slack = queue.head_deadline - now
-        if self._rate is None:
+        if self._rate is None or now < self._rate_at:   # first call, or a new run's clock
             self._rate, self._rate_at = worker.arrival_rate, now
         elif now > self._rate_at:
             self._rate += (worker.arrival_rate - self._rate) * (

@@ -212,3 +212,14 @@ def test_a_backlog_on_one_worker_spends_about_what_the_arrival_rate_allows():
     assert (d.subnet, d.batch) == ("big", 8)
     with pytest.raises(ValueError, match="rate_tau"):
         SlackFit(profile(), rate_tau=0)
+
+
+def test_the_smoothed_rate_starts_again_with_a_new_runs_clock():
+    # One instance driven by a run that ended at 10 s at 500/s, then by a new run from 0 s at
+    # 200/s: the budget is the new run's (big8), not the old run's (mid8).
+    p = SlackFit(profile())
+    late = head_and_behind((9.940, 10.040), 16, (10.0, 10.100))
+    assert p.decide(10.0, late, WorkerView(0, arrival_rate=500.0)).subnet == "mid"
+    q = head_and_behind((-0.060, 0.040), 16, (0.0, 0.100))
+    d = p.decide(0.0, q, WorkerView(0, arrival_rate=200.0))
+    assert (d.subnet, d.batch) == ("big", 8)
