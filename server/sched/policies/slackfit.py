@@ -125,16 +125,17 @@ class SlackFit:
         if not len(queue):
             return None
         slack = queue.head_deadline - now
-        if self._rate is None or now < self._rate_at:   # first call, or a new run's clock
-            self._rate, self._rate_at = worker.arrival_rate, now
-        elif now > self._rate_at:
-            self._rate += (worker.arrival_rate - self._rate) * (
-                1.0 - math.exp((self._rate_at - now) / self.rate_tau))
-            self._rate_at = now
         n = queue.n_samples
         head = queue.head()
         lo, hi = self.table.batch_range(head.n, n)
         workers = worker.others + 1
+        if workers == 1:     # the smoothed rate's only use: the backlog budget on one worker
+            if self._rate is None or now < self._rate_at:   # first call, or a new run's clock
+                self._rate, self._rate_at = worker.arrival_rate, now
+            elif now > self._rate_at:
+                self._rate += (worker.arrival_rate - self._rate) * (
+                    1.0 - math.exp((self._rate_at - now) / self.rate_tau))
+                self._rate_at = now
         demand = n / slack if slack > 0 else float("inf")
         rate = max(worker.arrival_rate, demand) / workers
         window = self.window * (head.deadline - head.arrival)
@@ -146,21 +147,18 @@ class SlackFit:
             own = max((i for i, lat in enumerate(ref) if lat <= window), default=0)
             self._own[(id(ref), window)] = own
         own_b = sizes[own]
-        ref_cost = ref[own] / own_b
+        free_at, inf = worker.others_free_at, float("inf")
         # The bar an upgrade's cost per sample must clear: the reference's, or what still keeps
         # up with this worker's share of the demand if that is more (the whole demand when no
         # other worker will free up). The reference's window can rule out a subnet that keeps
         # up at a batch just past it (quick grid, gamma CV² 2, 200 %, 2x SLO, 8 workers:
         # 94.3 %'s batch 8 takes 9.3 ms against an 8.7 ms window, so 90.5 % ran; 2.46 -> 0.07
         # points behind that fixed subnet).
-        alone = rate * workers if worker.others_free_at == float("inf") else rate
-        if alone > 0:
-            ref_cost = max(ref_cost, 1.0 / (alone * self.headroom))
+        alone = rate * workers if free_at == inf else rate   # > 0: the queue is not empty
+        ref_cost = max(ref[own] / own_b, 1.0 / (alone * self.headroom))
         joining = self.arrivals * worker.arrival_rate / workers
         margin = worker.margin_s
-        free_at = worker.others_free_at
         top_b = sizes[-1]
-        inf = float("inf")
         fit = slack * self.safety
         best: Decision | None = None      # the largest batch's pick while none is first-tier
         # Largest batch first: the first first-tier pick is the answer (the key ranks tier,
@@ -204,7 +202,8 @@ class SlackFit:
                 # far above that budget must be paid back by picks far below it, and
                 # accuracy is worth less per ms the more is spent (a steady subnet that just
                 # keeps up beat that mixing by 1.1 points; full grid 10 -> 8 dominated, 20 ->
-                # 21 heavy ahead). On 8 workers the same cap loses (11 dominated).
+                # 21 heavy ahead). On 8 workers the same cap lost when tried (full grid 11
+                # dominated, a prototype of this rule outside the repository).
                 if workers == 1 and self._rate > 0:
                     k = bisect_right(lats, b / self._rate)   # the cheapest above the budget
                     if k < j:
