@@ -1,0 +1,93 @@
+"""What an open-loop overload does to the server's connections (the README's hardening notes).
+
+Usage: python benchmarks/overload_probe.py [--rate 9000] [--seconds 3]
+Starts `python -m server --cpus 1 --standby 1` (100 ms SLO), warms it at 1,500 req/s, then
+offers --rate req/s for --seconds with loadgen's open-loop sender (loadgen/openloop.py: a new
+connection whenever every open one is busy). Every 0.25 s it samples the established
+connections to the server's port and the bytes the server has not read yet (`ss`), and it
+reads the kernel's ListenOverflows / TCPSynRetrans counters (/proc/net/netstat) before and
+after. Last line JSON: the offer's answers, and the peak connections, peak unread KiB and
+counter deltas. Linux only (`ss` from iproute2); the counters are machine-wide.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import uvloop
+
+from loadgen.chaos import offer, request_bytes
+from models import zoo
+from models.profile_format import Profile
+from server.launch import ServerProcess
+
+
+def netstat(*names: str) -> dict[str, int]:
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    out: dict[str, int] = {}
+    for head, vals in zip(lines[::2], lines[1::2], strict=False):
+        for k, v in zip(head.split()[1:], vals.split()[1:], strict=False):
+            if k in names:
+                out[k] = int(v)
+    return out
+
+
+def sample(port: int, stop: threading.Event, into: list[tuple[float, int, int]]) -> None:
+    t0 = time.perf_counter()
+    while not stop.is_set():
+        out = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, check=True).stdout
+        rows = [line.split() for line in out.splitlines() if line.strip()]
+        into.append((round(time.perf_counter() - t0, 2), len(rows),
+                     sum(int(r[0]) for r in rows) // 1024))
+        time.sleep(0.25)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rate", type=float, default=9000.0)
+    p.add_argument("--seconds", type=float, default=3.0)
+    a = p.parse_args()
+    shape = tuple(Profile.load(zoo.profile_path("default", "cpu")).input_shape)
+    counters = ("ListenOverflows", "TCPSynRetrans")
+    samples: list[tuple[float, int, int]] = []
+    with ServerProcess(["--cpus", "1", "--standby", "1", "--slo-ms", "100",
+                        "--watchdog-s", "0.5"]) as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        raw = request_bytes(shape, 100.0)
+
+        async def go():
+            await offer(srv.url, raw, 1500, 1.0, 0.1)
+            stop = threading.Event()
+            th = threading.Thread(target=sample, args=(port, stop, samples), daemon=True)
+            before = netstat(*counters)
+            th.start()
+            r = await offer(srv.url, raw, a.rate, a.seconds, 0.1)
+            await asyncio.sleep(1.0)
+            stop.set()
+            th.join()
+            return r, {k: v - before.get(k, 0) for k, v in netstat(*counters).items()}
+
+        r, delta = uvloop.run(go())
+    print("t_s connections unread_KiB")
+    for row in samples:
+        print(*row)
+    print(json.dumps({"rate": a.rate, "seconds": a.seconds, "sent": r.sent,
+                      "by_status": r.by_status, "good": r.good, "late_1s": r.late_1s,
+                      "unanswered": r.unanswered,
+                      "peak_connections": max((s[1] for s in samples), default=0),
+                      "peak_unread_kib": max((s[2] for s in samples), default=0),
+                      **{f"{k}_delta": v for k, v in delta.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
