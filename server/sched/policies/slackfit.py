@@ -17,7 +17,8 @@ This rule, per decision:
   3. the rest stays feasible: per batch size, the most accurate pareto pair that fits the
      head's slack and leaves the first request behind it meetable by the reference, either
        - on another worker, free at WorkerView.others_free_at, running at most the
-         reference's own batch (the leftover beyond it goes to the workers after), or
+         reference's own batch with the fastest pair (the leftover beyond it goes to the
+         workers after; that worker decides for itself what its own slack allows), or
        - on this worker right after, in a batch that also holds what arrives meanwhile
          (`arrivals` x this worker's share of the arrival rate x the pair's latency): a slow
          upgrade makes the next batch bigger, not only later;
@@ -31,7 +32,7 @@ This rule, per decision:
      out the batches behind it, so there the larger batch with a less accurate subnet ranks
      first (maxbatch's order); with two largest batches or more queued and no worker idle,
      the largest batch's pick wins outright, whatever its accuracy against the reference
-     (on one worker: at most the pair just above what the smoothed arrival rate allows);
+     (on one worker: the most accurate pair within what the smoothed arrival rate allows);
   6. when no size leaves the rest feasible (an overload), the residual is lost anyway: fall
      back to maxbatch's choice (largest batch, most accurate within the head's slack), and to
      the fastest eligible pair when nothing fits the head (answered late, as every policy).
@@ -93,6 +94,7 @@ class SlackFit:
                     lats.append(s.latency(b))
                     ds.append(Decision(s.name, b, s.latency(b)))
             self._front.append((lats, ds))
+        self._fastest = [lats[0] for lats, _ in self._front]   # per batch size
         # Per subnet, most accurate first: (latency, best throughput at that latency or less)
         # steps, so the reference can be the most accurate subnet that keeps up with batches
         # short enough for the SLO (a batch that outlasts the SLO buys nothing).
@@ -140,7 +142,7 @@ class SlackFit:
         rate = max(worker.arrival_rate, demand) / workers
         window = self.window * (head.deadline - head.arrival)
         ref, ref_acc = self.reference(rate, window)
-        sizes, front, acc = self.batch_sizes, self._front, self._acc
+        sizes, front, acc, fastest = self.batch_sizes, self._front, self._acc, self._fastest
         # the reference's own batch: the largest size it runs within the window
         own = self._own.get((id(ref), window))
         if own is None:
@@ -172,8 +174,11 @@ class SlackFit:
             _, d_next = queue.after(b)
             if d_next != inf:
                 left = max(n - b, 1)
-                # the next batch pays the live margin again (now includes it once)
-                if free_at == inf or free_at + margin + ref[
+                # The next batch pays the live margin again (now includes it once). Another
+                # worker saves it if it can at all, with the fastest pair: asking for the
+                # reference there kept upgrades from heads whose leftover the other workers
+                # served in time anyway (full grid, dominated cells 8 -> 5).
+                if free_at == inf or free_at + margin + fastest[
                         max(bisect_right(sizes, min(left, own_b)) - 1, 0)] > d_next:
                     # no other worker saves it: this one does, right after
                     if left >= top_b or not joining:   # the next batch's size is known
@@ -197,15 +202,18 @@ class SlackFit:
                 # A backlog of two largest batches or more and no idle worker to share it: a
                 # smaller batch of a more accurate subnet only leaves a longer queue and
                 # shorter slack behind it, so the largest batch's pick wins (quick grid,
-                # dominated cells 9 -> 5). On one worker it spends no more per sample than
-                # the pareto pair just above what the smoothed arrival rate allows: picks
-                # far above that budget must be paid back by picks far below it, and
-                # accuracy is worth less per ms the more is spent (a steady subnet that just
-                # keeps up beat that mixing by 1.1 points; full grid 10 -> 8 dominated, 20 ->
-                # 21 heavy ahead). On 8 workers the same cap lost when tried (full grid 11
-                # dominated, a prototype of this rule outside the repository).
+                # dominated cells 9 -> 5). On one worker it spends per sample no more than
+                # the smoothed arrival rate allows: picks above that budget must be paid
+                # back by picks far below it, and accuracy is worth less per ms the more is
+                # spent (a steady subnet that just keeps up beat that mixing by 1.1 points;
+                # full grid 10 -> 8 dominated, 20 -> 21 heavy ahead). Within the budget, not
+                # the pair just above it: a burst finds the worker with time in hand (quick
+                # grid 7 -> 8 heavy ahead, full 21 -> 22; alternating the pairs either side
+                # of the budget lost). On 8 workers the same cap lost when tried (full grid
+                # 11 dominated, a prototype of this rule outside the repository).
                 if workers == 1 and self._rate > 0:
-                    k = bisect_right(lats, b / self._rate)   # the cheapest above the budget
+                    # the most accurate within the budget (the fastest when none is)
+                    k = max(bisect_right(lats, b / self._rate) - 1, 0)
                     if k < j:
                         return ds[k]
                 return d

@@ -44,9 +44,13 @@ def test_a_free_worker_serves_what_is_left_so_the_head_gets_its_best():
     free_now = WorkerView(0, others=1, others_free_at=0.0)
     d = SlackFit(profile()).decide(0.0, q, free_now)
     assert (d.subnet, d.batch) == ("big", 2)
-    in_time = WorkerView(0, others=1, others_free_at=0.010)   # 10 + mid1 4 <= 15
+    in_time = WorkerView(0, others=1, others_free_at=0.010)   # 10 + small1 2 <= 15
     assert SlackFit(profile()).decide(0.0, q, in_time).subnet == "big"
-    busy = WorkerView(0, others=1, others_free_at=0.012)      # frees up too late for r2
+    # The other worker may serve r2 with the fastest pair (small1), not only the reference
+    # (mid1, 4 ms): freeing at 12 ms it still saves r2, where the old rule took mid.
+    just_in_time = WorkerView(0, others=1, others_free_at=0.012)
+    assert SlackFit(profile()).decide(0.0, q, just_in_time).subnet == "big"
+    busy = WorkerView(0, others=1, others_free_at=0.014)      # frees up too late for r2
     assert SlackFit(profile()).decide(0.0, q, busy).subnet == "mid"
 
 
@@ -201,12 +205,16 @@ def test_an_upgrade_that_keeps_up_with_the_demand_clears_the_bar():
 
 def test_a_backlog_on_one_worker_spends_about_what_the_arrival_rate_allows():
     # One worker, 17 queued: the head has 40 ms of a 100 ms SLO, 16 behind it 100 ms. big8
-    # (36 ms) fits the head, and the backlog rule takes the largest batch's pick. At 500/s a
-    # batch of 8 may take 16 ms: mid8 (18 ms, the pareto pair just above) and not big8,
-    # which would have to be paid back by small batches later.
+    # (36 ms) fits the head, and the backlog rule takes the largest batch's pick. At 400/s a
+    # batch of 8 may take 20 ms: mid8 (18 ms, the most accurate within it) and not big8,
+    # which would have to be paid back by small batches later (the pair just above the
+    # budget, the old rule's pick, is big8 here).
     q = head_and_behind((-0.060, 0.040), 16, (0.0, 0.100))
-    d = SlackFit(profile()).decide(0.0, q, WorkerView(0, arrival_rate=500.0))
+    d = SlackFit(profile()).decide(0.0, q, WorkerView(0, arrival_rate=400.0))
     assert (d.subnet, d.batch) == ("mid", 8)
+    # At 500/s (16 ms): small8, the only pair within it.
+    d = SlackFit(profile()).decide(0.0, q, WorkerView(0, arrival_rate=500.0))
+    assert (d.subnet, d.batch) == ("small", 8)
     # At 200/s (40 ms a batch of 8) big8 is within the budget.
     d = SlackFit(profile()).decide(0.0, q, WorkerView(0, arrival_rate=200.0))
     assert (d.subnet, d.batch) == ("big", 8)
@@ -215,11 +223,11 @@ def test_a_backlog_on_one_worker_spends_about_what_the_arrival_rate_allows():
 
 
 def test_the_smoothed_rate_starts_again_with_a_new_runs_clock():
-    # One instance driven by a run that ended at 10 s at 500/s, then by a new run from 0 s at
+    # One instance driven by a run that ended at 10 s at 400/s, then by a new run from 0 s at
     # 200/s: the budget is the new run's (big8), not the old run's (mid8).
     p = SlackFit(profile())
     late = head_and_behind((9.940, 10.040), 16, (10.0, 10.100))
-    assert p.decide(10.0, late, WorkerView(0, arrival_rate=500.0)).subnet == "mid"
+    assert p.decide(10.0, late, WorkerView(0, arrival_rate=400.0)).subnet == "mid"
     q = head_and_behind((-0.060, 0.040), 16, (0.0, 0.100))
     d = p.decide(0.0, q, WorkerView(0, arrival_rate=200.0))
     assert (d.subnet, d.batch) == ("big", 8)
