@@ -18,7 +18,7 @@ from server.protocol import (
     parse_deadline_header,
     parse_infer,
 )
-from server.sched.outcome import RETRYABLE, Outcome, Reason
+from server.sched.outcome import RETRYABLE, Reason
 from server.sched.request import Request
 
 
@@ -60,6 +60,12 @@ async def _answer(request: web.Request, handler) -> web.Response:
         return closing(resp) if e.status == 408 else resp
     except web.HTTPRequestEntityTooLarge:
         return too_large(request)
+    except ConnectionResetError:
+        # The client closed before its body was complete (an overloaded sender's timeout):
+        # nobody is left to answer, and it is no server error. Answered anyway, so aiohttp
+        # drops the write quietly, where a raised error was a logged traceback and a 500.
+        return closing(error(400, "the connection was lost before the request body was "
+                                  "complete", code="client_gone"))
     except web.HTTPNotFound:
         return error(404, f"no route {request.method} {request.path}")
     except web.HTTPMethodNotAllowed as e:
@@ -191,8 +197,7 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         if budget_ms is None:
             budget_ms = inp.timeout_us / 1e3 if inp.timeout_us is not None else cfg.slo_ms
         if dispatcher.queue.full():    # shed before building anything
-            dispatcher.metrics.requests.labels(Outcome.DROPPED.label).inc()
-            dispatcher.metrics.drops.labels(Reason.QUEUE_FULL.value).inc()
+            dispatcher.shed_at_door(Reason.QUEUE_FULL)
             return error(503, f"queue full ({dispatcher.queue.max_requests} requests waiting)",
                          headers={"Retry-After": "1"}, code=Reason.QUEUE_FULL.value)
         fut = asyncio.get_running_loop().create_future()

@@ -86,6 +86,9 @@ class Dispatcher:
         self._results: dict[int, object] = {}   # worker -> its reply, while answering it
         self._transport: dict[int, Margin] = {}  # remote worker -> its learnt round trip
         self.awake = KeepAwake(spin_s)
+        # Requests seen, admitted or shed at the door: the heap trimmer waits for a spell
+        # with none (an overload's queue is empty at moments, its door never quiet).
+        self.seen = 0
         self.lag = LoopLag(gauge=metrics.loop_lag)   # started with the server (needs the loop)
         self._shed_counters: dict = {}
         self.hold_bound_s = hold_bound_s
@@ -98,11 +101,13 @@ class Dispatcher:
     # --- events in -----------------------------------------------------------------------
     def admit(self, req: Request) -> None:
         """A validated request (the front end already refused it if the queue was full)."""
+        self.seen += 1
         self.awake.touch()
         self._apply(self.sched.arrive(self.clock(), req))
 
     def shed_at_door(self, reason: Reason) -> None:
         """The front end refused a request before it built one (admit() from the headers)."""
+        self.seen += 1
         counters = self._shed_counters.get(reason)
         if counters is None:     # labels() costs a lock and a dict walk: once per reason
             counters = self._shed_counters[reason] = (

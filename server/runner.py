@@ -132,7 +132,8 @@ class Server:
         if hasattr(self.pool, "poll"):     # local rings: replies read between requests too
             self.state["poll"] = self.pool.poll
         self._runner: GuardedRunner | None = None
-        self.trimmer = Trimmer(lambda: not self.dispatcher.busy, counter=self.metrics.heap_trims)
+        self.trimmer = Trimmer(lambda: not self.dispatcher.busy, counter=self.metrics.heap_trims,
+                               activity=lambda: self.dispatcher.seen)
         self.port: int | None = None
         self.stopped = asyncio.Event()
 

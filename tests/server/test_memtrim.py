@@ -28,3 +28,19 @@ async def test_trims_only_after_two_idle_checks_and_growth():
     await asyncio.sleep(0.1)
     assert t.trims >= 1
     t.stop()
+
+
+async def test_no_trim_while_requests_keep_coming_even_with_an_empty_queue():
+    # An overload's queue is empty at moments, but its door is never quiet: a trim there
+    # returns nothing and set the bar the real one (after it) had to clear.
+    seen = {"n": 0}
+    t = Trimmer(lambda: True, every_s=0.01, grow_mb=0.0, activity=lambda: seen["n"])
+    t.start()
+    t.baseline_mb = t.after_mb = 0.0
+    for _ in range(10):
+        seen["n"] += 1                     # a request between every two checks
+        await asyncio.sleep(0.01)
+    assert t.trims == 0
+    await asyncio.sleep(0.1)               # quiet: no request seen
+    assert t.trims >= 1
+    t.stop()
