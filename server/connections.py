@@ -4,9 +4,13 @@
   connection closes: aiohttp waits for a request's headers as long as the keep-alive timeout
   (an hour), so a client dribbling a byte at a time would hold a connection that long.
   Bodies are bounded in the app (server/app.py), which sees the request by then.
-- A request's arrival is the moment its headers were read off the socket (`seen_at`), not when
-  its handler first runs: under overload the loop runs handlers late, and a deadline counted
-  from the handler's start would call answers in time that the client got late.
+- A request's arrival is the moment its bytes reached the kernel (`seen_at`): when its headers
+  were read off the socket, less how long the socket had held them (TCP_INFO's
+  tcpi_last_data_recv, ms; Linux). Not when its handler first runs: under overload the loop
+  runs handlers late, and a deadline counted from the handler's start would call answers in
+  time that the client got late. Nor when the loop read it: an overloaded loop reads each
+  socket late (a 3x burst here: 4,964 answers 200 by the server's clock, 141 in time by the
+  client's), and serving a request the client has given up on spends a worker on nothing.
 - While the server drains, a request that arrives on a connection aiohttp is already closing
   would be dropped without a word (its data_received ignores bytes once closing); it gets a
   503 `shutting down` with Connection: close instead.
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import time
 
 from aiohttp import web
@@ -31,10 +37,28 @@ from aiohttp.web_protocol import RequestHandler
 
 
 def seen_at(request: web.Request) -> float:
-    """When this request's headers were read (now, for a handler that did not record it)."""
+    """When this request's bytes reached the kernel (now, for a handler that did not record
+    it)."""
     seen = getattr(request.protocol, "seen", None)
     t = seen.pop(id(request._message), None) if seen is not None else None
     return time.monotonic() if t is None else t
+
+
+# struct tcp_info (linux/tcp.h): eight one-byte fields, then u32s; tcpi_last_data_recv (ms
+# since the last data segment arrived) is the twelfth of those.
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+_LAST_DATA_RECV = struct.Struct("=I")
+_LAST_DATA_RECV_AT = 8 + 11 * 4
+
+
+def kernel_wait_s(sock) -> float:
+    """Seconds since the kernel received this TCP socket's latest bytes: how long they waited
+    there before the loop read them. 0 where the kernel cannot say."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _LAST_DATA_RECV_AT + 4)
+        return _LAST_DATA_RECV.unpack_from(info, _LAST_DATA_RECV_AT)[0] / 1e3
+    except (OSError, struct.error):
+        return 0.0
 
 
 _PHRASES = {408: "Request Timeout", 503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -62,6 +86,14 @@ class GuardedHandler(RequestHandler):
         self.seen: dict[int, float] = {}    # id(message) -> when its headers were read
         self.handed = 0                      # messages left to aiohttp (not shed at the door)
         self.finished = 0                    # ... of which it has answered
+        self._tcp = None                     # the socket, where TCP_INFO can date its bytes
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if _TCP_INFO is not None and sock is not None \
+                and sock.family in (socket.AF_INET, socket.AF_INET6):
+            self._tcp = sock
 
     async def _handle_request(self, *a, **kw):
         try:
@@ -100,6 +132,11 @@ class GuardedHandler(RequestHandler):
             super().data_received(data)
         if self._request_count != before:          # a request's headers are complete
             self._cancel_timer()
+            if self._tcp is not None:
+                # Under 5 ms is within a tick of the kernel's clock (4 ms at 250 Hz): now.
+                waited = kernel_wait_s(self._tcp)
+                if waited >= 0.005:
+                    now -= waited
             msgs = self._messages
             shed = self._at_door(door, now) if hold else 0
             self.handed += self._request_count - before - shed

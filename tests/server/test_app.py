@@ -149,3 +149,33 @@ async def test_a_client_that_leaves_mid_body_is_no_server_error(front_server):
         assert r.status == 200
     log = front_server.output()
     assert "Error handling request" not in log and "ConnectionResetError" not in log, log[-2000:]
+
+
+async def test_a_request_is_dated_from_when_the_kernel_got_it_not_when_the_loop_read_it(
+        front_server):
+    # The server is stopped for 0.5 s while two requests wait in its sockets: one on an open
+    # keep-alive connection, one on a new connection in the listen queue. Each deadline
+    # counts from when its bytes arrived, so the answers' latency_ms include the wait (the
+    # loop read them 0.5 s late; dated from that read, they showed a few ms).
+    import os
+    import signal
+    x, _ = heldout_pixels()
+    req = {"inputs": [{"name": "input", "shape": [1, *x.shape[1:]], "datatype": "FP32",
+                       "data": x[:1].ravel().tolist()}]}
+    url = front_server.url + "/v2/models/default/infer"
+    hdr = {"X-Deadline-Ms": "20000"}
+
+    async def post(s):
+        async with s.post(url, json=req, headers=hdr) as r:
+            assert r.status == 200
+            return strict_json(await r.read())["parameters"]["latency_ms"]
+    async with aiohttp.ClientSession() as warm, aiohttp.ClientSession() as fresh:
+        assert await post(warm) < 400                  # the connection is open and idle now
+        os.kill(front_server.pid, signal.SIGSTOP)
+        try:
+            waiting = asyncio.gather(post(warm), post(fresh))
+            await asyncio.sleep(0.5)
+        finally:
+            os.kill(front_server.pid, signal.SIGCONT)
+        on_open, on_new = await waiting
+    assert on_open >= 400 and on_new >= 400, (on_open, on_new)
