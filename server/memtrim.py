@@ -39,7 +39,7 @@ def _libc_trim() -> Callable[[], None] | None:
 class Trimmer:
     def __init__(self, idle: Callable[[], bool], *, every_s: float = 0.25,
                  grow_mb: float = 16.0, counter=None,
-                 activity: Callable[[], int] | None = None) -> None:
+                 activity: Callable[[], int] | None = None, busy_after: int = 1000) -> None:
         self.idle = idle
         self.activity = activity          # a count that grows with every request seen
         self.counter = counter            # a prometheus Counter, one per trim
@@ -51,6 +51,8 @@ class Trimmer:
         self._trim = _libc_trim()
         self._was_idle = False
         self._seen: int | None = None
+        self._seen_at_trim = 0
+        self.busy_after = busy_after
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -65,15 +67,22 @@ class Trimmer:
             self._seen = seen
         # Idle at two checks in a row: not a gap between two bursts' requests.
         # Grown past the start by grow_mb, and by more than a little since the last trim
-        # (what a trim could not return, it will not return the next time either).
+        # (what a trim could not return, it will not return the next time either), unless
+        # `busy_after` requests came since: a trim in a lull between two scenarios of an
+        # overload found its connections still open, and the heap they left later was as big
+        # as that trim's result (chaos: RSS 193 MB after, untrimmed).
         if idle and self._was_idle:
             rss = rss_mb()
-            if rss > self.baseline_mb + self.grow_mb and rss > self.after_mb + 2.0:
+            if rss > self.baseline_mb + self.grow_mb and (
+                    rss > self.after_mb + 2.0 or self._seen is not None
+                    and self._seen - self._seen_at_trim >= self.busy_after):
                 self.trim()
         self._was_idle = idle
         self._handle = asyncio.get_running_loop().call_later(self.every_s, self._check)
 
     def trim(self) -> None:
+        if self._seen is not None:
+            self._seen_at_trim = self._seen
         gc.collect()
         if self._trim is not None:
             self._trim()

@@ -44,3 +44,21 @@ async def test_no_trim_while_requests_keep_coming_even_with_an_empty_queue():
     await asyncio.sleep(0.1)               # quiet: no request seen
     assert t.trims >= 1
     t.stop()
+
+
+async def test_a_busy_spell_since_the_last_trim_earns_another_even_at_the_same_size():
+    seen = {"n": 0}
+    t = Trimmer(lambda: True, every_s=0.01, grow_mb=0.0, activity=lambda: seen["n"],
+                busy_after=100)
+    t.start()
+    t.baseline_mb = t.after_mb = 0.0
+    await asyncio.sleep(0.05)
+    assert t.trims == 1                    # quiet: the first trim
+    t.after_mb = 1e9                       # as if nothing could ever be returned again
+    seen["n"] += 10                        # a few requests: no new trim
+    await asyncio.sleep(0.05)
+    assert t.trims == 1
+    seen["n"] += 100                       # a busy spell since: worth another
+    await asyncio.sleep(0.05)
+    assert t.trims == 2
+    t.stop()
