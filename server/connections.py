@@ -9,8 +9,8 @@
   tcpi_last_data_recv, ms; Linux). Not when its handler first runs: under overload the loop
   runs handlers late, and a deadline counted from the handler's start would call answers in
   time that the client got late. Nor when the loop read it: an overloaded loop reads each
-  socket late (a 3x burst here: 4,964 answers 200 by the server's clock, 141 in time by the
-  client's), and serving a request the client has given up on spends a worker on nothing.
+  socket late (a 3x burst here: 4,964 answers 200, 141 of them in time by the client's
+  clock), and serving a request the client has given up on spends a worker on nothing.
 - While the server drains, a request that arrives on a connection aiohttp is already closing
   would be dropped without a word (its data_received ignores bytes once closing); it gets a
   503 `shutting down` with Connection: close instead.
