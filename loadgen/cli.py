@@ -271,6 +271,9 @@ def add_study(sub) -> None:
     p.add_argument("--requests", type=int,
                    help="requests per cell, about (default 10000; --quick 3000)")
     p.add_argument("--min-s", type=float, help="a cell's trace lasts at least this long")
+    p.add_argument("--seed", type=int, default=0,
+                   help="another draw of every cell's trace and noise (default 0: the "
+                        "gate's own); e.g. --seed 1")
     p.add_argument("--policies", help="comma-separated specs; 'gears' is a plan made per "
                                       "(workers, SLO) (default: every policy)")
     p.add_argument("--default", default="slackfit", help="the policy counted as the default")
@@ -300,7 +303,7 @@ def run_study(a: argparse.Namespace) -> int:
             "loads": a.loads and tuple(x / 100 for x in a.loads),
             "slo_xs": a.slos and tuple(a.slos),
             "workers": a.workers and tuple(int(w) for w in a.workers.split(",")),
-            "requests": a.requests, "min_s": a.min_s}
+            "requests": a.requests, "min_s": a.min_s, "seed": a.seed or None}
     grid = dataclasses.replace(base, azure=base.azure and not a.no_azure,
                                **{k: v for k, v in over.items() if v is not None})
     specs = a.policies.split(",") if a.policies else S.study_specs(profile)

@@ -111,6 +111,7 @@ class Cell:
     load: float             # fraction of full_capacity
     slo_x: float            # SLO as a multiple of the most accurate subnet's batch-1 latency
     workers: int
+    seed_offset: int = 0    # another draw of the same cell (study --seed)
 
     @property
     def key(self) -> str:
@@ -125,7 +126,7 @@ class Cell:
 
     @property
     def seed(self) -> int:
-        return zlib.crc32(self.key.encode()) & 0x7FFFFFFF
+        return (zlib.crc32(self.key.encode()) + self.seed_offset * 7919) & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,11 @@ class Grid:
     azure: bool = True
     requests: int = 10000       # per cell, about: the trace lasts requests / rate seconds,
     min_s: float = 5.0          # but at least this long (busy cells get more requests)
+    seed: int = 0               # 0: the cells' own draws; others: as many more draws
 
     def cells(self) -> list[Cell]:
         traces = [("gamma", c) for c in self.cv2s] + ([("azure", None)] if self.azure else [])
-        return [Cell(t, c, ld, s, w) for w in self.workers for t, c in traces
+        return [Cell(t, c, ld, s, w, self.seed) for w in self.workers for t, c in traces
                 for ld in self.loads for s in self.slo_xs]
 
 

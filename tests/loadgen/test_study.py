@@ -1,8 +1,11 @@
 """The policy study: its verdict rules on hand-made points, the grid, and the command end to
 end on a tiny grid."""
+import dataclasses
 import json
 import math
+import zlib
 
+import numpy as np
 import pytest
 
 from loadgen import study as S
@@ -147,3 +150,12 @@ def test_cells_in_a_process_pool_give_the_same_results():
     cells = [S.Cell("gamma", 4, 1.0, 5, 1), S.Cell("azure", None, 2.0, 2, 2)]
     assert S.run_cells(st, cells, jobs=2, progress=False) == S.run_cells(st, cells,
                                                                          progress=False)
+
+
+def test_another_seed_draws_other_traces_for_the_same_cells():
+    g0 = S.Grid(cv2s=(8,), loads=(1.0,), slo_xs=(5,), workers=(1,), azure=False,
+                requests=300, min_s=0.1)
+    (c0,), (c1,) = g0.cells(), dataclasses.replace(g0, seed=1).cells()
+    assert c0.key == c1.key and c0.seed == zlib.crc32(c0.key.encode()) & 0x7FFFFFFF
+    t0, t1 = (S.cell_trace(c, 100.0, g0).arrivals for c in (c0, c1))
+    assert c1.seed != c0.seed and not np.array_equal(t0, t1)
