@@ -25,6 +25,7 @@ import uvloop
 from loadgen.chaos import request_bytes
 from models import zoo
 from models.profile_format import Profile
+from server.clients.rawhttp import RawClient
 from server.launch import ServerProcess
 
 
@@ -33,40 +34,30 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def answer(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
-    await reader.readexactly(length)
-    return int(head.split()[1])
+async def keep_alive(url: str, raw: bytes, n: int) -> list[int]:
+    client = RawClient.for_url(url)
+    try:
+        return [(await client.post(raw)).status for _ in range(n)]
+    finally:
+        client.close()
 
 
-async def keep_alive(host: str, port: int, raw: bytes, n: int) -> list[int]:
-    reader, writer = await asyncio.open_connection(host, port)
+async def fresh(url: str, raw: bytes, n: int) -> list[int]:
     out = []
     for _ in range(n):
-        writer.write(raw)
-        out.append(await answer(reader))
-    writer.close()
-    return out
-
-
-async def fresh(host: str, port: int, raw: bytes, n: int) -> list[int]:
-    out = []
-    for _ in range(n):
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(raw)
-        out.append(await answer(reader))
-        writer.close()
+        client = RawClient.for_url(url)     # a pool of its own: a new connection each time
+        try:
+            out.append((await client.post(raw)).status)
+        finally:
+            client.close()
     return out
 
 
 async def measure(url: str, pid: int, raw: bytes, requests: int, clients: int) -> dict:
-    host, port = url.split("//", 1)[1].rsplit(":", 1)
     res = {}
     for name, fn in (("keep_alive", keep_alive), ("new_connection", fresh)):
         c0 = cpu_s(pid)
-        got = await asyncio.gather(*[fn(host, int(port), raw, requests // clients)
+        got = await asyncio.gather(*[fn(url, raw, requests // clients)
                                      for _ in range(clients)])
         statuses = {s for g in got for s in g}
         if statuses != {504}:

@@ -207,9 +207,9 @@ class SlackFit:
                 # back by picks far below it, and accuracy is worth less per ms the more is
                 # spent (a steady subnet that just keeps up beat that mixing by 1.1 points;
                 # full grid 10 -> 8 dominated, 20 -> 21 heavy ahead). Within the budget, not
-                # the pair just above it: a burst finds the worker with time in hand (quick
-                # grid 7 -> 8 heavy ahead, full 21 -> 22; alternating the pairs either side
-                # of the budget lost). On 8 workers the same cap lost when tried (full grid
+                # the pair just above it: a burst finds the worker with time in hand (alone:
+                # quick grid 7 -> 8 heavy ahead, full 21 -> 22; with the fastest-pair rule
+                # above, full 21; alternating the pairs either side of the budget lost). On 8 workers the same cap lost when tried (full grid
                 # 11 dominated, a prototype of this rule outside the repository).
                 if workers == 1 and self._rate > 0:
                     # the most accurate within the budget (the fastest when none is)
