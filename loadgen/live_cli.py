@@ -44,9 +44,13 @@ def run_replay(a: argparse.Namespace) -> int:
 def add_validate(sub) -> None:
     p = sub.add_parser("validate", help="simulated vs live SLO attainment and accuracy, at "
                                         "light and heavy load; and the simulator's speed",
-                       epilog="example: python -m loadgen validate --duration 20")
+                       epilog="example: python -m loadgen validate --duration 20 "
+                              "(or --supernet transformer --rates 100,900 --slo-ms 25)")
     add_sim_args(p)
     p.add_argument("--policy", default="slackfit")
+    p.add_argument("--supernet", default="default", choices=("default", "transformer"),
+                   help="the embedded supernet both sides serve: the live server gets "
+                        "--supernet, the simulator its CPU profile and held-out records")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per live run")
     p.add_argument("--cv2", type=float, default=2.0)
     p.add_argument("--rates", default="40,300",
@@ -59,11 +63,14 @@ def add_validate(sub) -> None:
 
 def run_validate(a: argparse.Namespace) -> int:
     from loadgen.simulate import speed_benchmark
+    from models import zoo
     if a.profile is not None:
         raise ValueError("validate compares the simulator with the live server, which serves "
-                         "the embedded supernet with its own profile: --profile applies to "
-                         "`simulate` only")
-    profile = load_profile(None)
+                         "an embedded supernet with its own profile: name it with --supernet; "
+                         "--profile applies to `simulate` only")
+    # The simulator reads the same profile the server will load, so both serve one model.
+    a.profile = str(zoo.profile_path(a.supernet, "cpu"))
+    profile = load_profile(a.profile)
     cap = capacity(profile, a.workers)
     # Both sides get the same settings, or the gap measures the settings, not the simulator.
     sim = sim_runner(profile, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise, seed=a.seed,
@@ -95,7 +102,7 @@ def run_validate(a: argparse.Namespace) -> int:
     print(json.dumps({"attainment_gap_pts": round(max(gaps_att), 2),
                       "accuracy_gap_pts": round(max(gaps_acc), 2),
                       "sim_seconds_120s_30kqps_32w": round(speed["sim_seconds"], 2),
-                      "policy": a.policy, "capacity_rps": round(cap, 1),
+                      "policy": a.policy, "supernet": a.supernet, "capacity_rps": round(cap, 1),
                       "sim_busy_share": busy}))
     return 0
 
@@ -103,6 +110,8 @@ def run_validate(a: argparse.Namespace) -> int:
 def server_args(a: argparse.Namespace) -> list[str]:
     """The live server's flags for what the simulator was told (`add_sim_args`)."""
     out = ["--cpus", str(a.workers), "--bucket-ms", str(a.bucket_ms)]
+    if a.supernet != "default":
+        out += ["--supernet", a.supernet]
     if a.max_batch is not None:
         out += ["--max-batch", str(a.max_batch)]
     if a.max_queue is not None:

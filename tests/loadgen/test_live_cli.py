@@ -1,4 +1,6 @@
 """The live subcommands' argument handling (their runs need a server: tests/e2e)."""
+import pytest
+
 from loadgen.cli import build_parser, main
 from loadgen.live_cli import server_args
 
@@ -10,8 +12,13 @@ def test_validate_gives_the_live_server_what_the_simulator_gets():
                               "--max-queue", "64"]
     a = build_parser().parse_args(["validate"])          # defaults: the server's own
     assert server_args(a) == ["--cpus", "1", "--bucket-ms", "5.0"]
+    a = build_parser().parse_args(["validate", "--supernet", "transformer"])
+    assert server_args(a) == ["--cpus", "1", "--bucket-ms", "5.0", "--supernet", "transformer"]
 
 
 def test_validate_refuses_a_profile_the_live_server_would_not_use(capsys):
     assert main(["validate", "--profile", "synthetic"]) == 2
     assert "--profile applies to `simulate` only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):                      # argparse: not an embedded one
+        main(["validate", "--supernet", "nosuch"])
+
