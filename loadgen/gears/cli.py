@@ -152,7 +152,9 @@ def run_plan(a: argparse.Namespace) -> int:
         g = r.gear
         print(f"{r.lo:>8.0f}-{r.hi:<8.0f}  {g.est_accuracy:>8.4f} {g.cost_ms:>9.3f} "
               f"{g.batch:>5} {g.attainment:>7.4f}  {g.name}")
-    print(f"wrote {a.out}; serve it with: python -m server --cpus {a.workers} "
+    # The plan names this profile's subnets: the hint serves the supernet it was made for.
+    supernet = "" if p.supernet == "default" else f"--supernet {p.supernet} "
+    print(f"wrote {a.out}; serve it with: python -m server {supernet}--cpus {a.workers} "
           f"--policy gears:{a.out}")
     print(json.dumps({"plan": str(a.out), "ranges": len(p.ranges), "gears": len(
         {g.name for g in p.gears}), "max_accuracy": max(g.est_accuracy for g in p.gears),

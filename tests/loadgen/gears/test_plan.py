@@ -96,3 +96,14 @@ def test_plan_cli(tmp_path, capsys):
     assert GearPlan.load(out).workers == 1
     assert cli.main(["plan", "--profile", str(tmp_path / "none.json"), "--max-qps", "1"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_plan_cli_hint_serves_the_supernet_the_plan_was_made_for(tmp_path, capsys):
+    from models import zoo
+    out = tmp_path / "plan.json"
+    assert cli.main(["plan", "--profile", str(zoo.profile_path("transformer", "cpu")),
+                     "--max-qps", "2000", "--workers", "1", "--ranges", "2", "--sim-s", "1",
+                     "--max-stages", "2", "--out", str(out)]) == 0
+    hint = [ln for ln in capsys.readouterr().out.splitlines() if "serve it with" in ln]
+    assert hint and f"python -m server --supernet transformer --cpus 1 --policy gears:{out}" \
+        in hint[0]
