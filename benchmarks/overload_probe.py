@@ -6,8 +6,9 @@ offers --rate req/s for --seconds with loadgen's open-loop sender (loadgen/openl
 connection whenever every open one is busy). Every 0.25 s it samples the established
 connections to the server's port and the bytes the server has not read yet (`ss`), and it
 reads the kernel's ListenOverflows / TCPSynRetrans counters (/proc/net/netstat) before and
-after. Last line JSON: the offer's answers, and the peak connections, peak unread KiB and
-counter deltas. Linux only (`ss` from iproute2); the counters are machine-wide.
+after. Last line JSON: the offer's answers (with how many of the answers more than 1 s late
+were the first request on a new connection, and the new connections' connect times in 0.25 s
+bins), and the peak connections, peak unread KiB and counter deltas. Linux only (`ss` from iproute2); the counters are machine-wide.
 """
 from __future__ import annotations
 
@@ -83,6 +84,9 @@ def main() -> int:
     print(json.dumps({"rate": a.rate, "seconds": a.seconds, "sent": r.sent,
                       "by_status": r.by_status, "good": r.good, "late_1s": r.late_1s,
                       "unanswered": r.unanswered,
+                      "late_1s_new_connection": r.late_1s_new_connection,
+                      "new_connections": r.new_connections,
+                      "connect_s_bins": r.connect_s_bins,
                       "peak_connections": max((s[1] for s in samples), default=0),
                       "peak_unread_kib": max((s[2] for s in samples), default=0),
                       **{f"{k}_delta": v for k, v in delta.items()}}))

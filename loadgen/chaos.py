@@ -42,6 +42,11 @@ class LoadResult:
     by_status: dict[int, int] = field(default_factory=dict)
     good: int = 0                  # 200 within the deadline, as the client saw it
     late_1s: int = 0               # any answer more than 1 s past the deadline
+    late_1s_new_connection: int = 0   # of those, the first request on a new connection
+    new_connections: int = 0       # opened because every open one was busy
+    # Connect times (due -> connected) of the new connections, in 0.25 s bins (5: 5 s or
+    # more): SYN retransmits after a listen-queue overflow show as clusters at 1, 2, 3 s.
+    connect_s_bins: dict[float, int] = field(default_factory=dict)
     unanswered: int = 0
     refused: int = 0               # connection refused: the server had stopped listening
     closed: int = 0                # the server closed the connection without an answer
@@ -89,15 +94,22 @@ async def offer(url: str, raw: bytes, rate: float, seconds: float, deadline_s: f
     hose.close()
     t = hose.tally
     counts: dict[int, int] = {}
-    for sent, done, status in t.answers:
+    for sent, done, status, fresh in t.answers:
         counts[status] = counts.get(status, 0) + 1
         lat = done - sent
-        res.late_1s += lat > deadline_s + 1.0
+        late = lat > deadline_s + 1.0
+        res.late_1s += late
+        res.late_1s_new_connection += late and fresh
         res.good += status == 200 and lat <= deadline_s
     res.sent, res.by_status = i, dict(sorted(counts.items()))
     res.unanswered, res.refused, res.closed = t.unanswered, t.refused, t.closed
+    res.new_connections = len(t.connects)
+    for c in t.connects:
+        b = min(int(c * 4) / 4, 5.0)
+        res.connect_s_bins[b] = res.connect_s_bins.get(b, 0) + 1
+    res.connect_s_bins = dict(sorted(res.connect_s_bins.items()))
     if mark is not None:
-        after = [done for sent, done, status in t.answers if status == 200 and sent > mark]
+        after = [done for sent, done, status, _ in t.answers if status == 200 and sent > mark]
         res.first_ok_after = round(min(after) - mark, 3) if after else None
     return res
 

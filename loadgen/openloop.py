@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Tally:
-    """What came back: one (sent, done, status) per answer, and the requests that got none."""
-    answers: list[tuple[float, float, int]] = field(default_factory=list)
+    """What came back: one (sent, done, status, new_connection) per answer, and the requests
+    that got none. new_connection: the request was the first on a connection opened for it,
+    so its latency includes the connect (under overload: the listen queue, SYN retries)."""
+    answers: list[tuple[float, float, int, bool]] = field(default_factory=list)
+    connects: list[float] = field(default_factory=list)   # s from due to connected, per open
     refused: int = 0          # the connection was refused: the server stopped listening
     closed: int = 0           # the server closed the connection without answering
     unanswered: int = 0       # no answer within `answer_s`, or the connection failed
@@ -34,6 +37,7 @@ class _Line(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.sent = 0.0           # when the request in flight was sent; 0: idle
+        self.fresh = False        # the request in flight is the first on a new connection
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -70,7 +74,6 @@ class Firehose:
         self.tally = Tally()
         self._idle: list[_Line] = []
         self._busy: set[_Line] = set()
-        self._opening = 0
         self._tasks: set[asyncio.Task] = set()
 
     @classmethod
@@ -101,7 +104,6 @@ class Firehose:
         line.transport.write(self.request)
 
     async def _open_and_send(self, due: float) -> None:
-        self._opening += 1
         try:
             _, line = await asyncio.get_running_loop().create_connection(
                 lambda: _Line(self), self.host, self.port)
@@ -111,13 +113,13 @@ class Firehose:
         except OSError:
             self.tally.unanswered += 1
             return
-        finally:
-            self._opening -= 1
+        self.tally.connects.append(time.perf_counter() - due)
+        line.fresh = True
         self._write(line, due)
 
     def answered(self, line: _Line, status: int, done: float) -> None:
-        self.tally.answers.append((line.sent, done, status))
-        line.sent = 0.0
+        self.tally.answers.append((line.sent, done, status, line.fresh))
+        line.sent, line.fresh = 0.0, False
         self._busy.discard(line)
         self._idle.append(line)
 
@@ -144,7 +146,9 @@ class Firehose:
 
     @property
     def in_flight(self) -> int:
-        return len(self._busy) + self._opening
+        # A connection being opened is its task, from before it first runs: drain() right
+        # after send() must wait for it too.
+        return len(self._busy) + len(self._tasks)
 
     async def drain(self) -> None:
         """Until every request sent has its answer, its close or its timeout."""

@@ -31,7 +31,8 @@ async def test_answers_are_recorded_with_their_status():
         writer.close()
     srv, url = await serve(ok)
     hose = await drive(url, 5)
-    assert [s for _, _, s in hose.tally.answers] == [503] * 5
+    assert [s for _, _, s, _ in hose.tally.answers] == [503] * 5
+    assert not any(f for *_, f in hose.tally.answers) and not hose.tally.connects
     assert hose.tally.closed == hose.tally.unanswered == 0
     srv.close()
 
@@ -52,4 +53,20 @@ async def test_a_silent_server_is_unanswered_and_a_hang_up_is_closed():
     srv, url = await serve(hang_up)
     hose = await drive(url, 3)
     assert hose.tally.closed == 3 and not hose.tally.answers
+    srv.close()
+
+
+async def test_the_first_request_on_a_connection_opened_for_it_is_marked_new():
+    async def ok(reader, writer):
+        while await reader.read(len(REQ)):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.close()
+    srv, url = await serve(ok)
+    hose = Firehose.for_url(url, REQ, 5.0)
+    for _ in range(3):              # no warm connection: the first send opens one, reused next
+        hose.send(time.perf_counter())
+        await hose.drain()
+    hose.close()
+    assert [f for *_, f in hose.tally.answers] == [True, False, False]
+    assert len(hose.tally.connects) == 1 and 0 <= hose.tally.connects[0] < 5.0
     srv.close()
