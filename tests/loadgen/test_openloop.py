@@ -24,12 +24,17 @@ async def drive(url: str, n: int, answer_s: float = 5.0) -> Firehose:
     return hose
 
 
-async def test_answers_are_recorded_with_their_status():
-    async def ok(reader, writer):
+def answering(status: bytes):
+    """A server handler giving every request on a connection the answer `status`."""
+    async def handler(reader, writer):
         while await reader.read(len(REQ)):
-            writer.write(b"HTTP/1.1 503 X\r\nContent-Length: 2\r\n\r\nno")
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\n\r\nno")
         writer.close()
-    srv, url = await serve(ok)
+    return handler
+
+
+async def test_answers_are_recorded_with_their_status():
+    srv, url = await serve(answering(b"503 X"))
     hose = await drive(url, 5)
     assert [s for _, _, s, _ in hose.tally.answers] == [503] * 5
     assert not any(f for *_, f in hose.tally.answers) and not hose.tally.connects
@@ -57,11 +62,7 @@ async def test_a_silent_server_is_unanswered_and_a_hang_up_is_closed():
 
 
 async def test_the_first_request_on_a_connection_opened_for_it_is_marked_new():
-    async def ok(reader, writer):
-        while await reader.read(len(REQ)):
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        writer.close()
-    srv, url = await serve(ok)
+    srv, url = await serve(answering(b"200 OK"))
     hose = Firehose.for_url(url, REQ, 5.0)
     for _ in range(3):              # no warm connection: the first send opens one, reused next
         hose.send(time.perf_counter())
