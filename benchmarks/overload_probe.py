@@ -8,7 +8,8 @@ connections to the server's port and the bytes the server has not read yet (`ss`
 reads the kernel's ListenOverflows / TCPSynRetrans counters (/proc/net/netstat) before and
 after. Last line JSON: the offer's answers (with how many of the answers more than 1 s late
 were the first request on a new connection, and the new connections' connect times in 0.25 s
-bins), and the peak connections, peak unread KiB and counter deltas. Linux only (`ss` from iproute2); the counters are machine-wide.
+bins), and the peak connections, peak unread KiB and counter deltas. Linux only (`ss` from
+iproute2); the counters are machine-wide.
 """
 from __future__ import annotations
 
