@@ -88,8 +88,9 @@ def load_profile(spec: str | None) -> Profile:
     return Profile.load(spec)
 
 
-def load_records(a: argparse.Namespace, profile: Profile):
-    """The held-out predictions for --profile, or None where none were recorded."""
+def load_records(a: argparse.Namespace, profile: Profile, profile_file: str | None = None):
+    """The held-out predictions for --profile (or `profile_file`, where a command chose the
+    profile itself), or None where none were recorded."""
     from models.predictions import Predictions, predictions_path
     if a.profile == "synthetic":
         from loadgen.cascades import synthetic_predictions
@@ -98,7 +99,7 @@ def load_records(a: argparse.Namespace, profile: Profile):
         path = a.predictions
     else:
         from models import zoo
-        path = predictions_path(a.profile or zoo.profile_path("default", "cpu"))
+        path = predictions_path(profile_file or a.profile or zoo.profile_path("default", "cpu"))
         if not path.exists():
             return None
     preds = Predictions.load(path)

@@ -17,6 +17,7 @@ from loadgen.compare import busy_share, capacity, format_table, sim_runner, writ
 from loadgen.live import live_runner, replay_trace
 from loadgen.report import format_summary, summarize, write_report
 from loadgen.traces import SAMPLE_MAF, gamma_trace, maf_trace
+from models import zoo
 
 
 def add_replay(sub) -> None:
@@ -48,7 +49,7 @@ def add_validate(sub) -> None:
                               "(or --supernet transformer --rates 100,900 --slo-ms 25)")
     add_sim_args(p)
     p.add_argument("--policy", default="slackfit")
-    p.add_argument("--supernet", default="default", choices=("default", "transformer"),
+    p.add_argument("--supernet", default="default", choices=zoo.profiled("cpu"),
                    help="the embedded supernet both sides serve: the live server gets "
                         "--supernet, the simulator its CPU profile and held-out records")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per live run")
@@ -63,18 +64,17 @@ def add_validate(sub) -> None:
 
 def run_validate(a: argparse.Namespace) -> int:
     from loadgen.simulate import speed_benchmark
-    from models import zoo
     if a.profile is not None:
         raise ValueError("validate compares the simulator with the live server, which serves "
                          "an embedded supernet with its own profile: name it with --supernet; "
                          "--profile applies to `simulate` only")
     # The simulator reads the same profile the server will load, so both serve one model.
-    a.profile = str(zoo.profile_path(a.supernet, "cpu"))
-    profile = load_profile(a.profile)
+    profile_file = str(zoo.profile_path(a.supernet, "cpu"))
+    profile = load_profile(profile_file)
     cap = capacity(profile, a.workers)
     # Both sides get the same settings, or the gap measures the settings, not the simulator.
     sim = sim_runner(profile, workers=a.workers, slo_ms=a.slo_ms, noise=a.noise, seed=a.seed,
-                     max_queue=a.max_queue, predictions=load_records(a, profile),
+                     max_queue=a.max_queue, predictions=load_records(a, profile, profile_file),
                      **policy_params(a))
     live = live_runner(slo_ms=a.slo_ms, server_args=server_args(a))
     rows, gaps_att, gaps_acc, busy = [], [], [], {}

@@ -97,6 +97,12 @@ def profile_path(name: str, device: str, weights: str | None = None) -> Path:
     return b.with_name(f"{b.name}.{device_kind(device)}.json")
 
 
+def profiled(device: str = "cpu") -> list[str]:
+    """The embedded supernets whose profile on `device` is committed: what the simulator can
+    model, and a server serve, without profiling first."""
+    return [n for n in (*SPECS, *TRANSFORMER_SPECS) if profile_path(n, device).exists()]
+
+
 def load_profile(name: str, device: str, weights: str | None = None) -> Profile:
     path = profile_path(name, device, weights)
     if not path.exists():

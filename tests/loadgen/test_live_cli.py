@@ -22,3 +22,14 @@ def test_validate_refuses_a_profile_the_live_server_would_not_use(capsys):
     with pytest.raises(SystemExit):                      # argparse: not an embedded one
         main(["validate", "--supernet", "nosuch"])
 
+
+
+def test_validate_reads_its_supernets_held_out_records_without_touching_its_arguments():
+    from loadgen.cli import load_profile, load_records
+    from models import zoo
+    a = build_parser().parse_args(["validate", "--supernet", "transformer"])
+    path = str(zoo.profile_path("transformer", "cpu"))
+    profile = load_profile(path)
+    preds = load_records(a, profile, path)      # check()ed against the transformer's subnets
+    assert preds is not None and a.profile is None
+    assert set(preds.subnets) == {s.name for s in profile.subnets}

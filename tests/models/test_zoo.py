@@ -128,3 +128,10 @@ def test_committed_transformer_meets_its_targets():
     # The profile's held-out set is the one the record names: same make_dataset arguments.
     from models import signals
     assert sup["data"]["make_dataset_args"] == alone["data"]["make_dataset_args"] == signals.DATA_ARGS
+
+
+def test_profiled_lists_the_embedded_supernets_with_a_committed_profile(monkeypatch, tmp_path):
+    assert zoo.profiled("cpu") == ["default", "transformer"]      # ofa_resnet50: none shipped
+    assert zoo.profiled("cuda") == []
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)                 # a zoo without profiles
+    assert zoo.profiled("cpu") == []

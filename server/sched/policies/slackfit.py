@@ -209,8 +209,14 @@ class SlackFit:
                 # full grid 10 -> 8 dominated, 20 -> 21 heavy ahead). Within the budget, not
                 # the pair just above it: a burst finds the worker with time in hand (alone:
                 # quick grid 7 -> 8 heavy ahead, full 21 -> 22; with the fastest-pair rule
-                # above, full 21; alternating the pairs either side of the budget lost). On 8 workers the same cap lost when tried (full grid
-                # 11 dominated, a prototype of this rule outside the repository).
+                # above, full 21; alternating the pairs either side of the budget lost). On 8
+                # workers the same cap lost when tried (full grid 11 dominated, a prototype of
+                # this rule outside the repository). Also tried outside it (stop 22): a shadow
+                # of every fixed subnet fed the same arrivals, the budget the most accurate
+                # one with no miss and 0.2 x SLO to spare over the last 0.5 s: quick grid 5 ->
+                # 4 dominated on its own seed, 18 -> 17 over five seeds, for a per-arrival
+                # cost on the live loop; the same shadow as a floor or a cap on 8 workers lost
+                # (42-118 over five seeds). Not kept.
                 if workers == 1 and self._rate > 0:
                     # the most accurate within the budget (the fastest when none is)
                     k = max(bisect_right(lats, b / self._rate) - 1, 0)
