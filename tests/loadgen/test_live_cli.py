@@ -1,8 +1,9 @@
 """The live subcommands' argument handling (their runs need a server: tests/e2e)."""
 import pytest
 
-from loadgen.cli import build_parser, main
+from loadgen.cli import build_parser, load_profile, load_records, main
 from loadgen.live_cli import server_args
+from models import zoo
 
 
 def test_validate_gives_the_live_server_what_the_simulator_gets():
@@ -23,10 +24,7 @@ def test_validate_refuses_a_profile_the_live_server_would_not_use(capsys):
         main(["validate", "--supernet", "nosuch"])
 
 
-
 def test_validate_reads_its_supernets_held_out_records_without_touching_its_arguments():
-    from loadgen.cli import load_profile, load_records
-    from models import zoo
     a = build_parser().parse_args(["validate", "--supernet", "transformer"])
     path = str(zoo.profile_path("transformer", "cpu"))
     profile = load_profile(path)
