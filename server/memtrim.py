@@ -11,6 +11,11 @@ when there is no work to delay.
 Quiet, not merely idle: an overload's queue is empty at moments, and a trim there returns
 nothing (its connections still live) yet sets the bar the next trim must clear, so the heap
 the overload left was never trimmed (RSS 56 -> 177-219 MB, and it stayed there).
+
+Connections closing earn a trim too. A burst's sender may hang up only after the burst's
+first quiet moment, when one trim has already run with its connections open: what they
+free comes after that trim and no request follows it, so the heap stayed at its peak
+(RSS 58 -> 230-265 MB, one trim, nothing returned 15 s later).
 """
 from __future__ import annotations
 
@@ -39,9 +44,12 @@ def _libc_trim() -> Callable[[], None] | None:
 class Trimmer:
     def __init__(self, idle: Callable[[], bool], *, every_s: float = 0.25,
                  grow_mb: float = 16.0, counter=None,
-                 activity: Callable[[], int] | None = None, busy_after: int = 1000) -> None:
+                 activity: Callable[[], int] | None = None, busy_after: int = 1000,
+                 connections: Callable[[], int] | None = None, closed_after: int = 32) -> None:
         self.idle = idle
         self.activity = activity          # a count that grows with every request seen
+        self.connections = connections    # how many connections are open now
+        self.closed_after = closed_after  # this many fewer than at the last trim: trim again
         self.counter = counter            # a prometheus Counter, one per trim
         self.every_s = every_s
         self.grow_mb = grow_mb
@@ -52,6 +60,7 @@ class Trimmer:
         self._was_idle = False
         self._seen: int | None = None
         self._seen_at_trim = 0
+        self._open_at_trim = 0
         self.busy_after = busy_after
         self._handle: asyncio.TimerHandle | None = None
 
@@ -75,7 +84,9 @@ class Trimmer:
             rss = rss_mb()
             if rss > self.baseline_mb + self.grow_mb and (
                     rss > self.after_mb + 2.0 or self._seen is not None
-                    and self._seen - self._seen_at_trim >= self.busy_after):
+                    and self._seen - self._seen_at_trim >= self.busy_after
+                    or self.connections is not None
+                    and self._open_at_trim - self.connections() >= self.closed_after):
                 self.trim()
         self._was_idle = idle
         self._handle = asyncio.get_running_loop().call_later(self.every_s, self._check)
@@ -83,6 +94,8 @@ class Trimmer:
     def trim(self) -> None:
         if self._seen is not None:
             self._seen_at_trim = self._seen
+        if self.connections is not None:
+            self._open_at_trim = self.connections()
         gc.collect()
         if self._trim is not None:
             self._trim()

@@ -133,9 +133,14 @@ class Server:
             self.state["poll"] = self.pool.poll
         self._runner: GuardedRunner | None = None
         self.trimmer = Trimmer(lambda: not self.dispatcher.busy, counter=self.metrics.heap_trims,
-                               activity=lambda: self.dispatcher.seen)
+                               activity=lambda: self.dispatcher.seen,
+                               connections=self._open_connections)
         self.port: int | None = None
         self.stopped = asyncio.Event()
+
+    def _open_connections(self) -> int:
+        server = self._runner.server if self._runner is not None else None
+        return server.connections if server is not None else 0
 
     # The pool calls these on the event loop thread.
     def _on_result(self, res) -> None:

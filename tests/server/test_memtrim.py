@@ -62,3 +62,25 @@ async def test_a_busy_spell_since_the_last_trim_earns_another_even_at_the_same_s
     await asyncio.sleep(0.05)
     assert t.trims == 2
     t.stop()
+
+
+async def test_connections_closing_after_the_last_trim_earn_another():
+    # A burst's sender can hang up after the first quiet moment's trim, with no request
+    # after it: what its connections free must still go back.
+    open_ = {"n": 100}
+    t = Trimmer(lambda: True, every_s=0.01, grow_mb=0.0, activity=lambda: 0,
+                connections=lambda: open_["n"], closed_after=32)
+    t.start()
+    t.baseline_mb = t.after_mb = 0.0
+    await asyncio.sleep(0.05)
+    assert t.trims == 1                    # quiet, connections open: the first trim
+    t.after_mb = 1e9                       # as if nothing could ever be returned again
+    open_["n"] = 90                        # a few closed: no new trim
+    await asyncio.sleep(0.05)
+    assert t.trims == 1
+    open_["n"] = 60                        # many closed since: worth another
+    await asyncio.sleep(0.05)
+    assert t.trims == 2
+    await asyncio.sleep(0.05)
+    assert t.trims == 2                    # and only one
+    t.stop()
