@@ -1,13 +1,17 @@
 """Prometheus telemetry, kept apart from decisions: the dispatcher records, nobody reads back."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from server.sched.outcome import Outcome, Reason
 
 _MS_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, subnets: Iterable[str] = ()) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("superserve_requests", "Requests answered, by outcome",
                                 ["outcome"], registry=r)
@@ -50,6 +54,17 @@ class Metrics:
         self.worker_standby_takeovers = Counter(
             "superserve_worker_standby_takeovers", "Dead or hung workers whose place a warm "
             "standby took (--standby)", registry=r)
+
+        # Every series exists, at 0, from the start: a rate() over a reason that has not
+        # happened yet is 0, not absent, and no child is first built mid-burst, where its
+        # objects would outlive the burst and pin an allocator arena the trim cannot return.
+        for o in Outcome:
+            self.requests.labels(o.label)
+        for r in Reason:
+            if r is not Reason.NO_ANSWER:          # the client's, never the server's
+                self.drops.labels(r.value)
+        for name in subnets:
+            self.subnet_choices.labels(name)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -103,7 +103,7 @@ class Server:
         self.max_batch = min(cfg.max_batch or self.profile.max_batch, self.profile.max_batch)
         self.policy = make_policy(cfg.policy, self.profile, bucket_ms=cfg.bucket_ms,
                                   max_batch=self.max_batch, workers=len(cfg.devices))
-        self.metrics = Metrics()
+        self.metrics = Metrics(s.name for s in self.profile.subnets)
         self.state = {"ready": False, "draining": False}
         options = {"weights": cfg.weights, "threads_per_worker": cfg.threads_per_worker,
                    "max_batch": self.max_batch, "warmup_batches": cfg.warmup_batches,
