@@ -15,7 +15,7 @@ the overload left was never trimmed (RSS 56 -> 177-219 MB, and it stayed there).
 Connections closing earn a trim too. A burst's sender may hang up only after the burst's
 first quiet moment, when one trim has already run with its connections open: what they
 free comes after that trim and no request follows it, so the heap stayed at its peak
-(RSS 58 -> 230-265 MB, one trim, nothing returned 15 s later).
+(RSS 58 -> 226-265 MB, one trim, nothing returned 10-15 s later).
 """
 from __future__ import annotations
 

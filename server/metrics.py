@@ -60,9 +60,9 @@ class Metrics:
         # objects would outlive the burst and pin an allocator arena the trim cannot return.
         for o in Outcome:
             self.requests.labels(o.label)
-        for r in Reason:
-            if r is not Reason.NO_ANSWER:          # the client's, never the server's
-                self.drops.labels(r.value)
+        for why in Reason:
+            if why is not Reason.NO_ANSWER:        # the client's, never the server's
+                self.drops.labels(why.value)
         for name in subnets:
             self.subnet_choices.labels(name)
 
