@@ -183,6 +183,9 @@ async def run_scenarios(url: str, pid: int, shape, *, quick: bool, deadline_ms: 
     dl = deadline_ms / 1e3
     raw = request_bytes(shape, deadline_ms)
     secs = 3.0 if quick else 10.0
+    # One connection first: libuv opens its one reserve descriptor (/dev/null, for running
+    # out of descriptors) on a loop's first connection, and growth counts from after it.
+    await storm(url, 1)
     fd0, rep.rss_mb_baseline = fds(pid), round(rss_mb(pid), 1)
 
     def tally(name: str, r: LoadResult) -> None:

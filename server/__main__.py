@@ -47,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-timeout-s", type=float, default=5.0,
                    help="a request's headers (from their first byte) or body (from its "
                         "headers) not complete within this get 408 and the connection closes")
+    p.add_argument("--backlog", type=int, default=1024,
+                   help="listen queue: connections the kernel holds until the loop accepts "
+                        "them (capped by net.core.somaxconn); beyond it new connections' "
+                        "SYNs are dropped and clients retry after 1 s")
     p.add_argument("--threads", type=int, default=1, help="torch threads per CPU worker")
     p.add_argument("--spin-us", type=float, default=1000.0,
                    help="worker and loop poll the rings this long around each batch instead "
@@ -82,9 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
     if a.slo_ms <= 0 or a.max_queue < 1 or a.bucket_ms <= 0 or a.threads < 1 or a.margin_ms < 0 \
             or a.spin_us < 0 or a.watchdog_s < 0 or a.read_timeout_s <= 0 or a.standby < 0 \
-            or (a.seq_len is not None and a.seq_len < 1):
-        raise SystemExit("--slo-ms, --max-queue, --bucket-ms, --threads, --read-timeout-s and "
-                         "--seq-len must be positive, "
+            or a.backlog < 1 or (a.seq_len is not None and a.seq_len < 1):
+        raise SystemExit("--slo-ms, --max-queue, --bucket-ms, --threads, --read-timeout-s, "
+                         "--backlog and --seq-len must be positive, "
                          "--margin-ms, --spin-us, --watchdog-s and --standby not negative")
     from models.dynabert import SPECS as TOKEN_MODELS  # torch-free: the specs alone
     if a.supernet in TOKEN_MODELS and a.weights is None:
@@ -109,7 +113,7 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
         devices=parse_devices(a.gpus, a.cpus), supernet=a.supernet, weights=a.weights,
         policy=a.policy, slo_ms=a.slo_ms, host=a.host, port=a.port, max_queue=a.max_queue,
         max_batch=a.max_batch, bucket_ms=a.bucket_ms, max_body_mb=a.max_body_mb,
-        read_timeout_s=a.read_timeout_s,
+        read_timeout_s=a.read_timeout_s, backlog=a.backlog,
         margin_ms=a.margin_ms,
         threads_per_worker=a.threads, spin_us=a.spin_us, watchdog_s=a.watchdog_s,
         warmup_batches=warm, ray=a.ray, standby=a.standby,

@@ -73,6 +73,13 @@ async def _answer(request: web.Request, handler) -> web.Response:
                      f"use {sorted(e.allowed_methods)}")
 
 
+# Loop iterations between the door's look at a request and its handler's (start() is woken,
+# then it makes the handler's task), each about the loop's lag long under load. The door
+# plans that far ahead, so that what it lets in is rarely refused by the handler after the
+# full aiohttp path (9,600 req/s here: 2,830-3,811 handler refusals at 3 against 7,623 at 1).
+_DOOR_HOPS = 3.0
+
+
 def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
              state: dict) -> web.Application:
     """`state` is shared with the runner: {"ready": bool, "draining": bool}."""
@@ -99,6 +106,8 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
 
     async def read_body(request: web.Request) -> bytes:
         """The body within --read-timeout-s: a client that dribbles it gets 408."""
+        if request.content.is_eof():     # all here: no timer, and no task for wait_for
+            return await request.read()
         try:
             return await asyncio.wait_for(request.read(), cfg.read_timeout_s)
         except TimeoutError:
@@ -106,12 +115,14 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
                                      f"{cfg.read_timeout_s:g} s (--read-timeout-s)",
                                 code="read_timeout") from None
 
-    def refuse(arrival: float, budget_ms: float) -> tuple[int, str, str] | None:
+    def refuse(arrival: float, budget_ms: float,
+               hops: float = 1.0) -> tuple[int, str, str] | None:
         """(status, reason, code) for a request the queue already shows hopeless, else None.
-        One sample: the fewest a request can hold (its body is unread)."""
+        One sample: the fewest a request can hold (its body is unread). `hops`: loop lags
+        still to pass before the request is queued."""
         sched, now, deadline = dispatcher.sched, time.monotonic(), arrival + budget_ms / 1e3
         # Plan as the loop runs now: its lag delays this request's dispatch and its answer.
-        why = sched.admit(now + dispatcher.lag.seconds, deadline, head_wait=True)
+        why = sched.admit(now + hops * dispatcher.lag.seconds, deadline, head_wait=True)
         if why is Reason.EXPIRED and sched.admit(now, deadline) is not Reason.EXPIRED:
             why = Reason.OVERLOADED     # hopeless only because the server is behind
         if why is Reason.OVERLOADED:
@@ -142,7 +153,7 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
             budget_ms = parse_deadline_header(hdr)
         except ProtocolError:
             return None
-        shed = refuse(seen, budget_ms)
+        shed = refuse(seen, budget_ms, _DOOR_HOPS)
         if shed is None:
             return None
         return overloaded[msg.should_close] if shed[0] == 503 else \

@@ -19,6 +19,7 @@ class ServerConfig:
     margin_ms: float = 3.0                # fixed cost of the live path the profile omits
     max_body_mb: float = 32.0             # bodies above it: 413
     read_timeout_s: float = 5.0           # headers or body not complete by then: 408, closed
+    backlog: int = 1024                   # listen queue (server/acceptor.py)
     threads_per_worker: int = 1           # torch threads of each CPU worker
     spin_us: float = 1000.0               # poll instead of sleeping this long (workers/pool.py)
     watchdog_s: float = 2.0               # a batch held this long past 10x its profile: hung

@@ -117,6 +117,7 @@ class Dispatcher:
             c.inc()
         if reason is Reason.EXPIRED:
             self.metrics.deadline_misses.inc()
+        self.sched.refused(self.clock(), reason)
 
     def worker_ready(self, wid: int) -> None:
         self._apply(self.sched.worker_ready(self.clock(), wid))

@@ -8,9 +8,8 @@ import logging
 import signal
 import time
 
-from aiohttp import web
-
 from models.profile_format import Profile, table_digest
+from server.acceptor import Acceptor
 from server.app import make_app
 from server.config import ServerConfig
 from server.connections import GuardedRunner
@@ -132,6 +131,7 @@ class Server:
         if hasattr(self.pool, "poll"):     # local rings: replies read between requests too
             self.state["poll"] = self.pool.poll
         self._runner: GuardedRunner | None = None
+        self._acceptor: Acceptor | None = None
         self.trimmer = Trimmer(lambda: not self.dispatcher.busy, counter=self.metrics.heap_trims,
                                activity=lambda: self.dispatcher.seen,
                                connections=self._open_connections)
@@ -171,10 +171,13 @@ class Server:
         self._runner = GuardedRunner(self.app, read_timeout_s=self.cfg.read_timeout_s,
                                      state=self.state, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
-        await site.start()
+        # Our own listener, not a web.TCPSite: uvloop's accepts one connection per loop
+        # iteration (server/acceptor.py).
+        self._acceptor = Acceptor(self._runner.server, self.cfg.host, self.cfg.port,
+                                  backlog=self.cfg.backlog)
+        self._acceptor.start()
         self.dispatcher.lag.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self._acceptor.port
         print(f"superserve listening on http://{self.cfg.host}:{self.port} "
               f"(model {self.cfg.model_name!r}, {len(self.cfg.devices)} worker(s) on "
               f"{','.join(sorted(set(self.cfg.devices)))}"
@@ -202,9 +205,8 @@ class Server:
         if self.state["draining"]:
             return
         self.state["draining"] = True
-        if self._runner is not None:
-            for site in list(self._runner.sites):
-                await site.stop()
+        if self._acceptor is not None:
+            self._acceptor.close()
         deadline = time.monotonic() + drain_s
         while self.dispatcher.busy and time.monotonic() < deadline:
             await asyncio.sleep(0.005)

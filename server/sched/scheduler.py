@@ -140,6 +140,7 @@ class Scheduler:
         if self.shed:
             why = self.admit(now, req.deadline, req.n)
             if why is Reason.OVERLOADED:
+                self.refused(now, why)
                 return (Resolve([req], Outcome.DROPPED, why, self.overload_detail),)
         queue = self.queue
         out = _NONE
@@ -159,6 +160,14 @@ class Scheduler:
         if out or req is queue.head():
             self._set_wake()
         return out
+
+    def refused(self, now: float, reason: Reason) -> None:
+        """The front end turned a request away before it became one (admit() said `reason`).
+        One turned away for lack of capacity is still demand: counted in the arrival rate,
+        the policy sizes its batches and subnets for what is offered, not for the trickle
+        admission lets through."""
+        if reason is Reason.OVERLOADED:
+            self.rate.observe(now)
 
     overload_detail = "overloaded: the work queued ahead of this request outlasts its deadline"
 
