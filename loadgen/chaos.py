@@ -186,6 +186,7 @@ async def run_scenarios(url: str, pid: int, shape, *, quick: bool, deadline_ms: 
     # One connection first: libuv opens its one reserve descriptor (/dev/null, for running
     # out of descriptors) on a loop's first connection, and growth counts from after it.
     await storm(url, 1)
+    await asyncio.sleep(0.2)          # until the server has closed it too
     fd0, rep.rss_mb_baseline = fds(pid), round(rss_mb(pid), 1)
 
     def tally(name: str, r: LoadResult) -> None:
