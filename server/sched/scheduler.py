@@ -98,6 +98,7 @@ class Scheduler:
         self.profile = profile
         self.queue = EDFQueue(max_requests=max_queue)
         self.rate = RateMeter()
+        self.refusals = RateMeter()
         self.min_latency = profile.min_latency()
         self.margin_s = margin_s
         self.accepting = True
@@ -168,6 +169,7 @@ class Scheduler:
         admission lets through."""
         if reason is Reason.OVERLOADED:
             self.rate.observe(now)
+            self.refusals.observe(now)
 
     overload_detail = "overloaded: the work queued ahead of this request outlasts its deadline"
 
@@ -307,7 +309,7 @@ class Scheduler:
                 wid = next(iter(idle))
                 view = WorkerView(wid, self.loaded.get(wid), self.rate.rate(now),
                                   self.rate.window_count(now), *self._others(wid, t),
-                                  self.margin_s)
+                                  self.margin_s, self.refusals.rate(now))
                 decision = self.policy.decide(t, queue, view)
             if decision is None:
                 break
@@ -328,6 +330,7 @@ class Scheduler:
         tried again this round."""
         extra, refused = self.extra, set()
         rate, count = self.rate.rate(now), self.rate.window_count(now)
+        refusals = self.refusals.rate(now)
         last = queue.head_deadline - self.min_latency
         for wid in self.idle:
             e = extra.get(wid, 0.0)
@@ -337,7 +340,7 @@ class Scheduler:
                 refused.add(e)
                 continue
             view = WorkerView(wid, self.loaded.get(wid), rate, count, *self._others(wid, t + e),
-                              self.margin_s + e)
+                              self.margin_s + e, refusals)
             decision = self.policy.decide(t + e, queue, view)
             if decision is not None:
                 return wid, decision

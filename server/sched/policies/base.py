@@ -37,6 +37,9 @@ class WorkerView:
     # `now` a policy gets already includes it once, for the batch it chooses now; a batch
     # planned to run after that one pays it again.
     margin_s: float = 0.0
+    # Requests turned away for capacity per second over the last window (admission): demand
+    # beyond what the queue could hold in time. Counted in arrival_rate too.
+    refused_rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

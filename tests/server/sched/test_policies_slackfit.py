@@ -231,3 +231,18 @@ def test_the_smoothed_rate_starts_again_with_a_new_runs_clock():
     q = head_and_behind((-0.060, 0.040), 16, (0.0, 0.100))
     d = p.decide(0.0, q, WorkerView(0, arrival_rate=200.0))
     assert (d.subnet, d.batch) == ("big", 8)
+
+
+def test_while_most_arrivals_are_turned_away_a_whole_queue_batch_keeps_up_with_them():
+    # Two queued, 100 ms of slack: big2 (12 ms) when nothing is refused. At 300 arrivals/s
+    # a batch of 2 must take at most 6.7 ms to keep up: mid2 (6 ms) once 200 of them are
+    # turned away; 100 turned away (under half) is no overload signal.
+    def decide(refused):
+        q = queue(1, 1)
+        now = q.head_deadline - 0.1
+        view = WorkerView(0, arrival_rate=300.0, refused_rate=refused)
+        d = SlackFit(profile()).decide(now, q, view)
+        return d.subnet, d.batch
+    assert decide(0.0) == ("big", 2)
+    assert decide(100.0) == ("big", 2)
+    assert decide(200.0) == ("mid", 2)

@@ -239,6 +239,19 @@ def test_admission_refuses_what_the_wait_ahead_already_outlasts():
     assert len(s.queue) == 8                       # the refused request never queued
 
 
+def test_requests_turned_away_for_capacity_still_count_as_demand():
+    prof = profile()
+    s = Scheduler(Fixed(Decision("small", 1, 0.002)), prof)
+    s.worker_ready(0.0, 0)
+    s.arrive(0.0, req(0, 10.0))                    # the worker holds it until 2 ms
+    [shed] = s.arrive(0.0, req(1, 0.0035))         # 2 ms to free + 2 ms: refused, counted
+    assert shed.reason is Reason.OVERLOADED
+    s.refused(0.02, Reason.OVERLOADED)             # refused by the front end from headers
+    s.refused(0.03, Reason.EXPIRED)                # hopeless on any worker: no demand
+    assert s.rate.rate(0.1) == pytest.approx(30.0)          # 3 in the 100 ms window
+    assert s.refusals.rate(0.1) == pytest.approx(20.0)      # 2 of them turned away
+
+
 def queued(n: int, deadline: float) -> Scheduler:
     """One ready worker and a policy that waits: n requests due at `deadline` stay queued."""
     s = Scheduler(Fixed(None), profile())
