@@ -58,6 +58,18 @@ def test_worker_sigkill_answers_no_worker_then_serves_again(server, raw):
     assert r.first_ok_after is not None                 # a replacement served again
 
 
+def test_an_open_loop_flood_of_new_connections_is_accepted_without_syn_retries(server, raw):
+    # 9,600 req/s for 3 s: several times what the server serves here, so every connection
+    # the sender has stays busy and it opens hundreds more. uvloop's own listener accepted one
+    # per loop iteration: the listen queue overflowed, SYNs were dropped, and thousands of
+    # answers came 1-3 s late (every one the first request on a new connection).
+    r = asyncio.run(offer(server.url, raw, 9600.0, 3.0, 0.1))
+    assert r.unanswered == r.closed == 0 and r.sent == sum(r.by_status.values())
+    assert r.new_connections > 0
+    assert max(r.connect_s_bins) < 1.0, r.connect_s_bins      # no SYN retransmit (1 s)
+    assert r.late_1s == 0
+
+
 def test_connection_storm_is_answered(server):
     assert asyncio.run(storm(server.url, 200)) == 0
 
