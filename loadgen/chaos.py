@@ -172,6 +172,7 @@ class ChaosReport:
     server_cores: list[int] = field(default_factory=list)
     sender_cores: list[int] = field(default_factory=list)
     rss_mb_baseline: float = 0.0
+    rss_mb_warm: float = 0.0          # after the ramp's peak step, before the overload
     rss_mb_peak: float = 0.0
     rss_mb_after: float = 0.0
     scenarios: dict = field(default_factory=dict)
@@ -214,6 +215,9 @@ async def run_scenarios(url: str, pid: int, shape, *, quick: bool, deadline_ms: 
         if r.goodput <= peak * 1.05:
             break
         peak, rate = max(peak, r.goodput), rate * 2
+        # After serving at the sustainable rate: what the server holds once warm (its first
+        # connections, requests and batches build caches that stay), before any overload.
+        rep.rss_mb_warm = round(rss_mb(pid), 1)
     rep.peak_goodput_rps = round(peak, 1)
     r = await offer(url, raw, 3 * peak, secs, dl)
     tally("overload_3x", r)
