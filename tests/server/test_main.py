@@ -16,10 +16,15 @@ def test_dynabert_flags_reach_the_config():
     assert cfg().seq_len is None and cfg().accuracy_table is None
 
 
+def test_the_listen_backlog_reaches_the_config():
+    assert cfg().backlog == 1024 and cfg("--backlog", "4096").backlog == 4096
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--supernet", "dynabert_mnli"], "needs --weights PATH"),
     (["--seq-len", "64"], "--seq-len is for token models"),
     (["--supernet", "dynabert_sst2", "--weights", "w.bin", "--seq-len", "0"], "--seq-len must"),
+    (["--backlog", "0"], "--backlog and --seq-len must be positive"),
 ])
 def test_refused_before_start(argv, needle):
     with pytest.raises(SystemExit, match=needle):
