@@ -30,6 +30,7 @@ import json
 import socket
 import struct
 import time
+from http import HTTPStatus
 
 from aiohttp import web
 from aiohttp.http_parser import RawRequestMessage
@@ -61,17 +62,25 @@ def kernel_wait_s(sock) -> float:
         return 0.0
 
 
-_PHRASES = {408: "Request Timeout", 503: "Service Unavailable", 504: "Gateway Timeout"}
+def raw_answer(status: int, body: dict | bytes, headers: dict[str, str] | None = None, *,
+               close: bool) -> bytes:
+    """An answer written below the app, as the app would write it: a dict body as JSON,
+    Retry-After on a 503, Connection: close when the connection ends after it."""
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+    head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    head.append(f"Content-Length: {len(body)}")
+    if status == 503:
+        head.append("Retry-After: 1")
+    if close:
+        head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 def raw_json(status: int, reason: str, code: str, *, close: bool) -> bytes:
-    """An answer written below the app, as the app would write it (JSON reason, Retry-After
-    on a 503)."""
-    body = json.dumps({"error": reason, "code": code}).encode()
-    retry = "Retry-After: 1\r\n" if status == 503 else ""
-    conn = "Connection: close\r\n" if close else ""
-    return (f"HTTP/1.1 {status} {_PHRASES[status]}\r\nContent-Type: application/json; "
-            f"charset=utf-8\r\nContent-Length: {len(body)}\r\n{retry}{conn}\r\n").encode() + body
+    return raw_answer(status, {"error": reason, "code": code}, close=close)
 
 
 class GuardedHandler(RequestHandler):
@@ -87,6 +96,7 @@ class GuardedHandler(RequestHandler):
         self.handed = 0                      # messages left to aiohttp (not shed at the door)
         self.finished = 0                    # ... of which it has answered
         self._tcp = None                     # the socket, where TCP_INFO can date its bytes
+        self._parked: bytearray | None = None  # bytes held while a request served here runs
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -105,6 +115,9 @@ class GuardedHandler(RequestHandler):
             self.finished += 1
 
     def data_received(self, data: bytes) -> None:
+        if self._parked is not None:           # a request served here is still running
+            self._parked += data
+            return
         if (self._close or self._force_close) and data:
             if (self.state.get("draining") and not self._request_in_progress
                     and not self.answered_raw and self.transport is not None):
@@ -153,12 +166,15 @@ class GuardedHandler(RequestHandler):
 
     def _at_door(self, door, seen: float) -> int:
         """Answer the queued requests the door refuses, in order, up to the first it lets in;
-        how many it answered."""
+        serve that one here if it is the last queued and the app can (`_serve_here`); how
+        many it took."""
         msgs, shed = self._messages, 0
         while msgs and self.transport is not None:
-            msg = msgs[0][0]
+            msg, payload = msgs[0]
             raw = door(msg, seen) if isinstance(msg, RawRequestMessage) else None
-            if raw is None:
+            if raw is None or raw is True:
+                if raw and len(msgs) == 1 and self._serve_here(msg, payload, seen):
+                    shed += 1
                 break
             msgs.popleft()
             shed += 1
@@ -171,6 +187,36 @@ class GuardedHandler(RequestHandler):
             # Activity aiohttp did not see: idle keep-alive closes count from here.
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         return shed
+
+    def _serve_here(self, msg, payload, seen: float) -> bool:
+        """Hand a let-in request whose body is all here to the app's served fast path
+        (state["serve"]) instead of aiohttp. Until its answer is written nothing else on
+        this connection is parsed (`_parked`), so answers stay in request order."""
+        serve, servable = self.state.get("serve"), self.state.get("servable")
+        if serve is None or not payload.is_eof() or not servable(msg):
+            return False
+        body = payload.read_nowait(-1)
+        self._messages.popleft()
+        self._parser.message_consumed()
+        self._parked = bytearray()
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        serve(msg, body, seen, self._reply)
+        return True
+
+    def _reply(self, raw: bytes, close: bool) -> None:
+        """The served fast path's answer: written, then what arrived meanwhile is parsed."""
+        parked, self._parked = self._parked, None
+        if self.transport is None:
+            return
+        self.transport.write(raw)
+        if close:
+            transport = self.transport
+            self.force_close()          # aiohttp's: it may close the transport itself
+            transport.close()           # flushes the answer first
+            return
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        if parked:
+            self.data_received(bytes(parked))
 
     def _awaiting_head(self) -> bool:
         """Between requests (not reading or discarding a body): start() waits for a message."""
