@@ -179,3 +179,65 @@ async def test_a_request_is_dated_from_when_the_kernel_got_it_not_when_the_loop_
             os.kill(front_server.pid, signal.SIGCONT)
         on_open, on_new = await waiting
     assert on_open >= 400 and on_new >= 400, (on_open, on_new)
+
+
+async def _answers(reader, n: int) -> list[tuple[int, dict, bytes]]:
+    """n HTTP answers read off one connection, in order: (status, headers, body)."""
+    out = []
+    for _ in range(n):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+        lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+        body = await reader.readexactly(int(headers["Content-Length"]))
+        out.append((int(lines[0].split()[1]), headers, body))
+    return out
+
+
+async def test_binary_requests_sent_together_are_answered_in_order_bad_ones_with_a_reason(
+        front_server):
+    # The first alone takes the served fast path (below aiohttp); the rest, sent while it may
+    # still run, wait for its answer, and whichever path each then takes, the answers come
+    # in request order. A bad binary header gets its 400 with a reason either way.
+    from server.clients.rawhttp import build_request
+    x, _ = heldout_pixels()
+    path, hdr = "/v2/models/default/infer", {"X-Deadline-Ms": "20000"}
+    reqs = []
+    for i, n in enumerate((2, 1, 3)):
+        body, h = encode(x[:n], request_id=f"r{i}")
+        reqs.append(build_request(path, body, {**h, **hdr}))
+    body, h = encode(x[:1])
+    reqs.append(build_request(path, body, {**h, **hdr,
+                                           "Inference-Header-Content-Length": "999999"}))
+    u = urlsplit(front_server.url)
+    reader, writer = await asyncio.open_connection(u.hostname, u.port)
+    try:
+        writer.write(reqs[0])
+        await writer.drain()
+        await asyncio.sleep(0.002)
+        writer.write(b"".join(reqs[1:]))
+        got = await _answers(reader, 4)
+    finally:
+        writer.close()
+    assert [s for s, _, _ in got] == [200, 200, 200, 400]
+    for i, n in enumerate((2, 1, 3)):
+        _, headers, raw = got[i]
+        meta, out = decode(raw, int(headers["Inference-Header-Content-Length"]))
+        assert meta["id"] == f"r{i}" and len(out["label"]) == n
+    assert "Inference-Header-Content-Length" in strict_json(got[3][2])["error"]
+
+
+async def test_a_binary_request_with_connection_close_is_answered_then_closed(front_server):
+    from server.clients.rawhttp import build_request
+    x, _ = heldout_pixels()
+    body, h = encode(x[:1])
+    raw = build_request("/v2/models/default/infer", body,
+                        {**h, "X-Deadline-Ms": "20000", "Connection": "close"})
+    u = urlsplit(front_server.url)
+    reader, writer = await asyncio.open_connection(u.hostname, u.port)
+    try:
+        writer.write(raw)
+        [(status, headers, _)] = await _answers(reader, 1)
+        assert status == 200 and headers.get("Connection") == "close"
+        assert await asyncio.wait_for(reader.read(), 10) == b""     # closed by the server
+    finally:
+        writer.close()

@@ -7,16 +7,34 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from server.connections import GuardedRunner, raw_json
+from server.connections import GuardedRunner, raw_answer, raw_json
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def door(msg, seen: float):
-    """Refuse what asks to be refused; let everything else through to the app."""
+    """Refuse what asks to be refused; let what asks to be served here in (True); everything
+    else through to the app."""
+    if msg.headers.get("X-Serve") is not None:
+        return True
     if msg.headers.get("X-Refuse") is None:
         return None
     return raw_json(503, f"refused {msg.path}", "overloaded", close=msg.should_close)
+
+
+class HeldServe:
+    """A served fast path (state["serve"]) whose answers wait until release()."""
+
+    def __init__(self) -> None:
+        self.held: list = []
+
+    def __call__(self, msg, body: bytes, seen: float, reply) -> None:
+        self.held.append((msg.path, len(body), reply))
+
+    def release(self) -> None:
+        for path, n, reply in self.held:
+            reply(raw_answer(200, f"served {path} {n}".encode(), close=False), False)
+        self.held.clear()
 
 
 @pytest.fixture
@@ -28,7 +46,8 @@ async def server():
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", echo)
-    state = {"draining": False, "door": door}
+    state = {"draining": False, "door": door, "serve": HeldServe(),
+             "servable": lambda msg: True}
     runner = GuardedRunner(app, read_timeout_s=5.0, state=state)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -38,8 +57,10 @@ async def server():
     await runner.cleanup()
 
 
-def post(path: str, body: bytes = b"", refuse: bool = False, close: bool = False) -> bytes:
-    extra = ("X-Refuse: 1\r\n" if refuse else "") + ("Connection: close\r\n" if close else "")
+def post(path: str, body: bytes = b"", refuse: bool = False, close: bool = False,
+         serve: bool = False) -> bytes:
+    extra = ("X-Refuse: 1\r\n" if refuse else "") + ("Connection: close\r\n" if close else "") \
+        + ("X-Serve: 1\r\n" if serve else "")
     return (f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
             ).encode() + body
 
@@ -107,4 +128,28 @@ async def test_without_a_door_every_request_reaches_the_app(server):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(post("/y", refuse=True))
     assert await answers(reader, 1) == [(200, b"ok /y 0")]
+    writer.close()
+
+
+async def test_nothing_overtakes_a_request_served_below_aiohttp(server):
+    # /a is served by the fast path and held; /b and /c arrive meanwhile on the same
+    # connection: they are parsed only once /a is answered (then both take aiohttp's path:
+    # the door judges only the first of what is queued, so /c's refusal header is not seen).
+    port, state = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("/a", b"abc", serve=True))
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(post("/b", b"yy") + post("/c", refuse=True))
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    assert [p for p, _, _ in state["serve"].held] == ["/a"]
+    state["serve"].release()
+    got = await answers(reader, 3)
+    assert got == [(200, b"served /a 3"), (200, b"ok /b 2"), (200, b"ok /c 0")]
+    writer.write(post("/d", b"z", serve=True))     # the connection serves here again
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    state["serve"].release()
+    assert await answers(reader, 1) == [(200, b"served /d 1")]
     writer.close()
