@@ -182,9 +182,9 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
 
     def serve(msg, body: bytes, seen: float, reply) -> None:
         """The served fast path (server/connections.py): a binary infer request the door let
-        in, its whole body already read, handled here instead of as an aiohttp request (on
-        two cores its Request, task, middleware and Response cost more than the work). The
-        answer's bytes go to reply(raw, close) once the batch is back, as aiohttp's path
+        in, its whole body already read, handled here instead of as an aiohttp request (its
+        Request, task, middleware and Response were 39 % of the loop's samples at 3x the
+        peak). The answer's bytes go to reply(raw, close) once the batch is back, as aiohttp's path
         would have written them. The connection asks servable(msg) first."""
         def answer(status: int, body, headers=None) -> None:
             close = msg.should_close or state["draining"]

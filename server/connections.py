@@ -22,11 +22,17 @@
   nothing in progress takes this path, so answers stay in request order; the refused
   request's body (small: the door takes none over 64 KiB) is still parsed and dropped, and
   the connection stays open.
+- A binary infer request the door lets in, its body all read, is served below aiohttp too
+  (state["serve"], set by the app): no Request, task, middleware or Response (at 3x the
+  peak here, deadline-met answers 1,981-2,038/s through aiohttp, 2,968-3,063/s this way).
+  Until its answer is written the connection's further bytes are parked, not parsed, so
+  nothing overtakes it.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import struct
 import time
@@ -35,6 +41,8 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.web_protocol import RequestHandler
+
+log = logging.getLogger("superserve.connections")
 
 
 def seen_at(request: web.Request) -> float:
@@ -200,7 +208,11 @@ class GuardedHandler(RequestHandler):
         self._parser.message_consumed()
         self._parked = bytearray()
         self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
-        serve(msg, body, seen, self._reply)
+        try:
+            serve(msg, body, seen, self._reply)
+        except Exception as e:    # a bug, never the client's: answered, and the line freed
+            log.exception("served fast path failed")
+            self._reply(raw_answer(500, {"error": f"internal error: {e!r}"}, close=True), True)
         return True
 
     def _reply(self, raw: bytes, close: bool) -> None:
@@ -210,6 +222,9 @@ class GuardedHandler(RequestHandler):
             return
         self.transport.write(raw)
         if close:
+            if parked and self.state.get("draining"):    # sent on while the server drains
+                self.transport.write(raw_json(503, "server is shutting down", "shutdown",
+                                              close=True))
             transport = self.transport
             self.force_close()          # aiohttp's: it may close the transport itself
             transport.close()           # flushes the answer first

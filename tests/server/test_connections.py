@@ -153,3 +153,17 @@ async def test_nothing_overtakes_a_request_served_below_aiohttp(server):
     state["serve"].release()
     assert await answers(reader, 1) == [(200, b"served /d 1")]
     writer.close()
+
+
+async def test_a_served_fast_path_that_fails_answers_500_and_frees_the_connection(server):
+    port, state = server
+
+    def broken(msg, body, seen, reply):
+        raise RuntimeError("a bug")
+    state["serve"] = broken
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("/a", b"abc", serve=True))
+    [(status, body)] = await answers(reader, 1)
+    assert status == 500 and b"a bug" in body
+    assert await asyncio.wait_for(reader.read(), 10) == b""        # closed, not hung
+    writer.close()
