@@ -182,6 +182,22 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
 
     state["door"] = door
 
+    def submit(inp, arrival: float, budget_ms: float) -> asyncio.Future | None:
+        """Queue a parsed request; its answer's future, or None when the queue is full (then
+        counted as shed, and queue_full() says why)."""
+        if dispatcher.queue.full():    # shed before building anything
+            dispatcher.shed_at_door(Reason.QUEUE_FULL)
+            return None
+        fut = asyncio.get_running_loop().create_future()
+        dispatcher.admit(Request(id=next(ids), n=inp.n, arrival=arrival,
+                                 deadline=arrival + budget_ms / 1e3,
+                                 payload=Pending(inp.data, fut)))
+        return fut
+
+    def queue_full() -> dict:
+        return {"error": f"queue full ({dispatcher.queue.max_requests} requests waiting)",
+                "code": Reason.QUEUE_FULL.value}
+
     def serve(msg, body: bytes, seen: float, reply) -> None:
         """The served fast path (server/connections.py): a binary infer request the door let
         in, its whole body already read, handled here instead of as an aiohttp request (its
@@ -198,12 +214,10 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
         except ProtocolError as e:
             answer(e.status, {"error": e.reason, **e.extra})
             return
-        if dispatcher.queue.full():
-            dispatcher.shed_at_door(Reason.QUEUE_FULL)
-            answer(503, {"error": f"queue full ({dispatcher.queue.max_requests} requests "
-                                  "waiting)", "code": Reason.QUEUE_FULL.value})
+        fut = submit(inp, seen, budget_ms)
+        if fut is None:
+            answer(503, queue_full())
             return
-        fut = asyncio.get_running_loop().create_future()
 
         def answered(f: asyncio.Future) -> None:
             if f.cancelled():
@@ -222,9 +236,6 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
                 return
             answer(200, out, headers)
         fut.add_done_callback(answered)
-        dispatcher.admit(Request(id=next(ids), n=inp.n, arrival=seen,
-                                 deadline=seen + budget_ms / 1e3,
-                                 payload=Pending(inp.data, fut)))
 
     def servable(msg) -> bool:
         """A request the door let in that the served fast path takes: a binary body."""
@@ -273,14 +284,9 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
                           specs=specs, max_samples=max_samples)
         if budget_ms is None:
             budget_ms = inp.timeout_us / 1e3 if inp.timeout_us is not None else cfg.slo_ms
-        if dispatcher.queue.full():    # shed before building anything
-            dispatcher.shed_at_door(Reason.QUEUE_FULL)
-            return error(503, f"queue full ({dispatcher.queue.max_requests} requests waiting)",
-                         headers={"Retry-After": "1"}, code=Reason.QUEUE_FULL.value)
-        fut = asyncio.get_running_loop().create_future()
-        req = Request(id=next(ids), n=inp.n, arrival=arrival,
-                      deadline=arrival + budget_ms / 1e3, payload=Pending(inp.data, fut))
-        dispatcher.admit(req)
+        fut = submit(inp, arrival, budget_ms)
+        if fut is None:
+            return web.json_response(queue_full(), status=503, headers={"Retry-After": "1"})
         ans = await fut
         if ans.status != 200:
             headers = {"Retry-After": "1"} if ans.code in RETRYABLE else None

@@ -101,7 +101,7 @@ class GuardedHandler(RequestHandler):
         self.header_timer: asyncio.TimerHandle | None = None
         self.answered_raw = False
         self.seen: dict[int, float] = {}    # id(message) -> when its headers were read
-        self.handed = 0                      # messages left to aiohttp (not shed at the door)
+        self.handed = 0                      # messages left to aiohttp (not taken at the door)
         self.finished = 0                    # ... of which it has answered
         self._tcp = None                     # the socket, where TCP_INFO can date its bytes
         self._parked: bytearray | None = None  # bytes held while a request served here runs
@@ -162,8 +162,8 @@ class GuardedHandler(RequestHandler):
                 if waited >= 0.005:
                     now -= waited
             msgs = self._messages
-            shed = self._at_door(door, now) if hold else 0
-            self.handed += self._request_count - before - shed
+            taken = self._at_door(door, now) if hold else 0
+            self.handed += self._request_count - before - taken
             if hold and msgs and waiter is not None and not waiter.done():
                 waiter.set_result(None)
             for i in range(max(0, len(msgs) - (self._request_count - before)), len(msgs)):
@@ -175,17 +175,17 @@ class GuardedHandler(RequestHandler):
     def _at_door(self, door, seen: float) -> int:
         """Answer the queued requests the door refuses, in order, up to the first it lets in;
         serve that one here if it is the last queued and the app can (`_serve_here`); how
-        many it took."""
-        msgs, shed = self._messages, 0
+        many it took off aiohttp's queue."""
+        msgs, taken = self._messages, 0
         while msgs and self.transport is not None:
             msg, payload = msgs[0]
             raw = door(msg, seen) if isinstance(msg, RawRequestMessage) else None
             if raw is None or raw is True:
                 if raw and len(msgs) == 1 and self._serve_here(msg, payload, seen):
-                    shed += 1
+                    taken += 1
                 break
             msgs.popleft()
-            shed += 1
+            taken += 1
             self._parser.message_consumed()
             self.transport.write(raw)
             if msg.should_close:
@@ -194,7 +194,7 @@ class GuardedHandler(RequestHandler):
                 break
             # Activity aiohttp did not see: idle keep-alive closes count from here.
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
-        return shed
+        return taken
 
     def _serve_here(self, msg, payload, seen: float) -> bool:
         """Hand a let-in request whose body is all here to the app's served fast path
