@@ -10,6 +10,7 @@ from aiohttp import web
 
 from models.inputs import packable, served_inputs
 from models.profile_format import Profile
+from server import leanhead
 from server.config import ServerConfig
 from server.connections import raw_answer, raw_json, seen_at
 from server.dispatcher import Dispatcher, Pending
@@ -181,6 +182,7 @@ def make_app(cfg: ServerConfig, profile: Profile, dispatcher: Dispatcher,
                   for close in (False, True)}
 
     state["door"] = door
+    state["lean_lines"] = leanhead.request_lines(infer_paths)
 
     def submit(inp, arrival: float, budget_ms: float) -> asyncio.Future | None:
         """Queue a parsed request; its answer's future, or None when the queue is full (then
