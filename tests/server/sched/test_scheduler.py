@@ -325,3 +325,16 @@ def test_head_wait_refuses_behind_a_queue_that_drains_slower_than_modelled():
     assert s.admit(0.5, 1.2, head_wait=True) is None
     # A deadline ahead of the queue's last does not queue behind everything: model only.
     assert s.admit(0.5, 0.6, head_wait=True) is None
+
+
+def test_behind_a_short_queue_that_moves_the_heads_wait_so_far_does_not_count():
+    # The head waited 490 ms (the queue was long when it came), but the worker took a batch
+    # 10 ms ago and fewer than two largest batches are queued: a newcomer is reached within
+    # the batch running and the next. A queue that has not moved (above) still refuses.
+    s = queued(6, 0.58)
+    s.policy.decision = Decision("small", 1, 0.001)
+    s.arrive(0.49, req(6, 0.58))                      # the worker takes one
+    s.policy.decision = None
+    assert s.queue.n_samples == 6 and len(s.held) == 1
+    assert s.admit(0.5, 0.6, head_wait=True) is None
+    assert s.admit(0.6, 0.7, head_wait=True) is Reason.OVERLOADED   # 110 ms without a move
