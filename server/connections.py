@@ -30,7 +30,7 @@
 - Both run on the lean path first (state["lean_lines"]): whole requests framed by a head
   scanner (server/leanhead.py) reach the door and the served fast path with no aiohttp
   parser, message or payload stream behind them (at 12,000 req/s offered, deadline-met
-  answers 3,398-3,480/s without it, 4,346-5,054/s with it, alternated). The first request it
+  answers 2,469-2,856/s without it, 3,433-3,893/s with it, alternated). The first request it
   does not frame (another route, a JSON body, anything unusual) goes to aiohttp's parser
   with everything after it, and the connection stays with aiohttp from there.
 """
