@@ -248,11 +248,12 @@ class GuardedHandler(RequestHandler):
         rest = self._lean = buf[pos:]
         if not rest:
             self._cancel_timer()
-        elif pos or not held:           # a new request's first bytes: when they came
+        elif pos or not held:           # a new request's first bytes: its own time from now
             self._lean_since = time.monotonic()
             if self._tcp is not None:
                 self._lean_since -= kernel_wait_s(self._tcp)
-            if self.header_timer is None and self.read_timeout_s > 0:
+            self._cancel_timer()
+            if self.read_timeout_s > 0:
                 self.header_timer = self._loop.call_later(self.read_timeout_s, self._lean_late)
         return b""
 

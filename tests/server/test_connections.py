@@ -236,3 +236,20 @@ async def _refused_then_smuggled(port: int) -> None:
     assert [s for s, _ in got] == [503, 400]
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
+
+
+async def test_each_lean_request_gets_its_own_read_timeout():
+    # /a's first bytes start a 0.3 s timer; its last bytes come with /b's first at 0.2 s:
+    # /b has until 0.5 s, not /a's 0.3 s.
+    async with serving(lean=True, read_timeout_s=0.3) as (port, _):
+        a, b = post("/a", b"1" * 50, refuse=True), post("/b", b"2" * 50, refuse=True)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(a[:20])
+        await asyncio.sleep(0.2)
+        writer.write(a[20:] + b[:20])
+        await asyncio.sleep(0.2)
+        writer.write(b[20:])
+        got = await answers(reader, 2)
+        assert [s for s, _ in got] == [503, 503]
+        assert b"/b" in got[1][1]
+        writer.close()
