@@ -176,11 +176,7 @@ class GuardedHandler(RequestHandler):
             super().data_received(data)
         if self._request_count != before:          # a request's headers are complete
             self._cancel_timer()
-            if self._tcp is not None:
-                # Under 5 ms is within a tick of the kernel's clock (4 ms at 250 Hz): now.
-                waited = kernel_wait_s(self._tcp)
-                if waited >= 0.005:
-                    now -= waited
+            now = self._dated(now)
             msgs = self._messages
             taken = self._at_door(door, now) if hold else 0
             self.handed += self._request_count - before - taken
@@ -213,45 +209,28 @@ class GuardedHandler(RequestHandler):
             if end > len(buf):
                 break
             if seen is None and end > 0:
-                seen = time.monotonic()
-                if self._tcp is not None:
-                    waited = kernel_wait_s(self._tcp)
-                    if waited >= 0.005:     # under 5 ms is within a tick of the kernel's clock
-                        seen -= waited
+                seen = self._dated(time.monotonic())
                 if held:                    # its first bytes came earlier
                     seen = min(seen, self._lean_since)
             verdict = None if end < 0 else door(head, seen)
             if verdict is True and state["servable"](head):
                 self._lean = b""
                 self._cancel_timer()
-                self._parked = bytearray(buf[end:])
-                self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
-                try:
-                    state["serve"](head, buf[pos + head.size:end], seen, self._reply)
-                except Exception as e:  # a bug, never the client's: answered, the line freed
-                    log.exception("served fast path failed")
-                    self._reply(raw_answer(500, {"error": f"internal error: {e!r}"},
-                                           close=True), True)
+                self._serve(head, buf[pos + head.size:end], seen, buf[end:])
                 return b""
             if not isinstance(verdict, bytes):    # not the door's (or not servable here)
                 self._lean = None
                 self._cancel_timer()
                 return buf[pos:]
-            self.transport.write(verdict)
-            if head.should_close:
-                self.force_close()
-                self.transport.close()
+            if self._refuse(verdict, head.should_close):
                 self._lean = b""
                 return b""
-            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
             pos = end
         rest = self._lean = buf[pos:]
         if not rest:
             self._cancel_timer()
         elif pos or not held:           # a new request's first bytes: its own time from now
-            self._lean_since = time.monotonic()
-            if self._tcp is not None:
-                self._lean_since -= kernel_wait_s(self._tcp)
+            self._lean_since = self._dated(time.monotonic())
             self._cancel_timer()
             if self.read_timeout_s > 0:
                 self.header_timer = self._loop.call_later(self.read_timeout_s, self._lean_late)
@@ -283,32 +262,52 @@ class GuardedHandler(RequestHandler):
             msgs.popleft()
             taken += 1
             self._parser.message_consumed()
-            self.transport.write(raw)
-            if msg.should_close:
-                self.force_close()
-                self.transport.close()
+            if self._refuse(raw, msg.should_close):
                 break
-            # Activity aiohttp did not see: idle keep-alive closes count from here.
-            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         return taken
 
+    def _dated(self, now: float) -> float:
+        """`now` less how long the kernel held this socket's latest bytes (TCP_INFO), where
+        that is 5 ms or more: under it is within a tick of the kernel's clock (4 ms at 250 Hz)."""
+        if self._tcp is not None:
+            waited = kernel_wait_s(self._tcp)
+            if waited >= 0.005:
+                return now - waited
+        return now
+
+    def _refuse(self, raw: bytes, close: bool) -> bool:
+        """Write the door's answer to a request it refused; True when that closed the line."""
+        self.transport.write(raw)
+        if close:
+            self.force_close()
+            self.transport.close()
+            return True
+        # Activity aiohttp did not see: idle keep-alive closes count from here.
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        return False
+
+    def _serve(self, msg, body: bytes, seen: float, rest: bytes) -> None:
+        """The app's served fast path (state["serve"]) takes this request. Until its answer
+        is written, nothing else on this connection is parsed: `rest`, and whatever arrives
+        after it, is parked, so answers stay in request order."""
+        self._parked = bytearray(rest)
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        try:
+            self.state["serve"](msg, body, seen, self._reply)
+        except Exception as e:    # a bug, never the client's: answered, and the line freed
+            log.exception("served fast path failed")
+            self._reply(raw_answer(500, {"error": f"internal error: {e!r}"}, close=True), True)
+
     def _serve_here(self, msg, payload, seen: float) -> bool:
-        """Hand a let-in request whose body is all here to the app's served fast path
-        (state["serve"]) instead of aiohttp. Until its answer is written nothing else on
-        this connection is parsed (`_parked`), so answers stay in request order."""
-        serve, servable = self.state.get("serve"), self.state.get("servable")
-        if serve is None or not payload.is_eof() or not servable(msg):
+        """Hand a let-in request aiohttp parsed, its body all here, to the served fast path
+        (`_serve`) instead of aiohttp's handler."""
+        servable = self.state.get("servable")
+        if self.state.get("serve") is None or not payload.is_eof() or not servable(msg):
             return False
         body = payload.read_nowait(-1)
         self._messages.popleft()
         self._parser.message_consumed()
-        self._parked = bytearray()
-        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
-        try:
-            serve(msg, body, seen, self._reply)
-        except Exception as e:    # a bug, never the client's: answered, and the line freed
-            log.exception("served fast path failed")
-            self._reply(raw_answer(500, {"error": f"internal error: {e!r}"}, close=True), True)
+        self._serve(msg, body, seen, b"")
         return True
 
     def _reply(self, raw: bytes, close: bool) -> None:
